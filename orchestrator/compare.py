@@ -1,0 +1,150 @@
+"""Comparison of recorded metric values (torch-free; the go workers use it too).
+
+Values are what the workers wrote as JSON: numbers, strings, lists and dicts of them.
+Integers, booleans and strings compare exactly; floats within ``rtol``/``atol``
+(``math.isclose``), with NaN equal to NaN so a diverged run still compares to itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Deterministic CPU runs reproduce floats bit for bit; the tolerance only absorbs
+# float formatting and summation order in reductions that specs may log.
+DEFAULT_RTOL = 1e-6
+DEFAULT_ATOL = 1e-9
+
+Tolerances = Mapping[str, Sequence[float]]
+
+
+def tolerance_for(metric: str, tolerances: Tolerances | None) -> tuple[float, float]:
+    """The (rtol, atol) pair for ``metric``: a per-metric override or the defaults."""
+    if tolerances and metric in tolerances:
+        rtol, atol = tolerances[metric]
+        return float(rtol), float(atol)
+    return DEFAULT_RTOL, DEFAULT_ATOL
+
+
+def values_match(expected: Any, actual: Any, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL) -> bool:
+    """True when two recorded values are equal (floats within tolerance), recursively."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected is actual
+    if isinstance(expected, int) and isinstance(actual, int):
+        return expected == actual
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        if math.isnan(expected) or math.isnan(actual):
+            return math.isnan(expected) and math.isnan(actual)
+        return math.isclose(expected, actual, rel_tol=rtol, abs_tol=atol)
+    if isinstance(expected, str) or isinstance(actual, str):
+        return expected == actual
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        return expected.keys() == actual.keys() and all(
+            values_match(expected[k], actual[k], rtol, atol) for k in expected
+        )
+    if isinstance(expected, Sequence) and isinstance(actual, Sequence):
+        return len(expected) == len(actual) and all(
+            values_match(e, a, rtol, atol) for e, a in zip(expected, actual, strict=True)
+        )
+    return expected == actual
+
+
+@dataclass
+class MetricCheck:
+    """One metric compared between a saved and a resumed (or reference and candidate) value."""
+
+    metric: str
+    rank: int
+    expected: Any
+    actual: Any
+    ok: bool
+    step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_metrics(
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    rank: int,
+    tolerances: Tolerances | None = None,
+    step: int | None = None,
+) -> list[MetricCheck]:
+    """Compares every metric in ``expected``; a metric missing from ``actual`` fails."""
+    checks = []
+    for name, want in expected.items():
+        rtol, atol = tolerance_for(name, tolerances)
+        if name not in actual:
+            checks.append(MetricCheck(name, rank, want, "<missing>", False, step))
+            continue
+        got = actual[name]
+        checks.append(MetricCheck(name, rank, want, got, values_match(want, got, rtol, atol), step))
+    return checks
+
+
+@dataclass
+class TrajectoryComparison:
+    """Step-by-step comparison of a candidate run against a reference run, all ranks."""
+
+    compared_values: int
+    steps: list[int]
+    divergences: list[MetricCheck]  # the first divergent step of each (rank, metric)
+    missing_steps: dict[int, list[int]]  # rank -> reference steps the candidate lacks
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergences and not any(self.missing_steps.values())
+
+    def first_divergence(self) -> MetricCheck | None:
+        if not self.divergences:
+            return None
+        return min(self.divergences, key=lambda c: (c.step if c.step is not None else -1, c.rank, c.metric))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "compared_values": self.compared_values,
+            "steps": self.steps,
+            "divergences": [d.to_dict() for d in self.divergences],
+            "missing_steps": {str(k): v for k, v in self.missing_steps.items()},
+        }
+
+
+def _by_step(entries: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    return {int(e["step"]): e.get("metrics", {}) for e in entries}
+
+
+def compare_trajectories(
+    reference: Mapping[int, Sequence[Mapping[str, Any]]],
+    candidate: Mapping[int, Sequence[Mapping[str, Any]]],
+    steps: Sequence[int] | None = None,
+    tolerances: Tolerances | None = None,
+) -> TrajectoryComparison:
+    """Compares per-rank trajectories (lists of ``{"step", "metrics"}``) step by step.
+
+    ``steps`` limits the comparison to those steps (default: every step the reference
+    recorded). A step the reference has and the candidate lacks is reported as missing.
+    """
+    divergences: list[MetricCheck] = []
+    missing: dict[int, list[int]] = {}
+    compared = 0
+    all_steps: set[int] = set()
+    for rank in sorted(reference):
+        ref = _by_step(reference[rank])
+        cand = _by_step(candidate.get(rank, []))
+        wanted = sorted(ref) if steps is None else sorted(s for s in steps if s in ref)
+        all_steps.update(wanted)
+        first_bad: dict[str, MetricCheck] = {}
+        for step in wanted:
+            if step not in cand:
+                missing.setdefault(rank, []).append(step)
+                continue
+            for check in check_metrics(ref[step], cand[step], rank, tolerances, step):
+                compared += 1
+                if not check.ok and check.metric not in first_bad:
+                    first_bad[check.metric] = check
+        divergences.extend(first_bad.values())
+    return TrajectoryComparison(compared, sorted(all_steps), divergences, missing)

@@ -1,0 +1,281 @@
+"""The file protocol between the orchestrator (parent) and the torchrun workers.
+
+Both sides import this module; it must never import torch or lightning.
+
+Every file that crosses the boundary is JSON, written atomically (temporary file in the
+same directory, ``fsync``, ``os.replace``, ``fsync`` of the directory) while holding a
+``filelock.FileLock`` on ``<file>.lock``, and read under the same lock. A reader therefore
+sees either the previous complete document or the new complete document, never a torn one.
+
+Run-directory layout (``RunLayout``)::
+
+    RUN_DIR/
+      run.json                 orchestrator: spec, arguments, phases, pids
+      orchestrator.lock        held by the orchestrator for the whole run
+      sentinel.json            rank 0 of the stop run: "checkpoint of step N is complete"
+      results/<phase>/rankR.json   worker entry: status, pid, error, wall time
+      logs/<phase>.log         the phase's combined output (torchrun ``[defaultR]:`` prefixes)
+      logs/<phase>/            torchrun's own per-rank logs
+      harness/                 root_dir of the stop and go harness (checkpoints, metadata)
+      reference/               root_dir of the continuous reference harness
+      report.json              the verdict (also where ``--json-report`` points by default)
+
+Inside a harness's metadata directory (``root_dir / exp_name``, see ``MetadataLayout``)::
+
+      metadata/rankR.json      metrics saved at the stop checkpoint, per rank
+      resume_check/rankR.json  saved vs resumed metrics, per rank, written by the go run
+      trajectory/<phase>/rankR.json   per-step metrics of one phase, per rank
+
+Environment variables the orchestrator sets for workers (torchrun passes them through,
+the way it passes ``RANK`` and ``WORLD_SIZE``) are named by the ``ENV_*`` constants.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+PROTOCOL_VERSION = 1
+
+# The run directory of the current orchestrator run; callbacks put the sentinel there.
+ENV_RUN_DIR = "STOP_AND_GO_RUN_DIR"
+# A unique id of the run; every worker process carries it, so the orchestrator can find
+# processes that escaped the tree (re-parented daemons) by their environment.
+ENV_RUN_ID = "STOP_AND_GO_RUN_ID"
+# How long stop workers wait to be killed after writing the sentinel before raising.
+ENV_WAIT_FOR_KILL_S = "STOP_AND_GO_WAIT_FOR_KILL_S"
+
+# How long a reader or writer waits for a protocol file's lock.
+LOCK_TIMEOUT_S = 30.0
+
+PHASE_STOP = "stop"
+PHASE_GO = "go"
+PHASE_CONTINUOUS = "continuous"
+PHASES = (PHASE_STOP, PHASE_GO, PHASE_CONTINUOUS)
+
+
+class ProtocolError(RuntimeError):
+    """A protocol file is missing fields or is not valid JSON."""
+
+
+def _lock_for(path: Path) -> FileLock:
+    return FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every filesystem allows opening a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Writes ``payload`` as JSON to ``path`` atomically, under the file's lock.
+
+    The document is written to a temporary file in the same directory, flushed and
+    fsynced, then moved over ``path`` with ``os.replace``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=True)
+    with _lock_for(target):
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(target.parent)
+    return target
+
+
+def read_json(path: str | os.PathLike[str]) -> Any | None:
+    """Reads a protocol JSON file under its lock; returns None when it does not exist."""
+    target = Path(path)
+    if not target.exists():
+        return None
+    with _lock_for(target):
+        try:
+            text = target.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ProtocolError(f"{target} is not valid JSON: {err}") from err
+
+
+def _from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
+    # Unknown keys are ignored so that a newer writer does not break an older reader.
+    try:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    except TypeError as err:
+        raise ProtocolError(f"incomplete {what}: {err}") from err
+
+
+@dataclass
+class Sentinel:
+    """Written by rank 0 of the stop run once the metadata and the checkpoint are complete."""
+
+    step: int
+    checkpoint_path: str
+    metadata_dir: str
+    world_size: int
+    pid: int
+    written_at: float = field(default_factory=time.time)
+    protocol_version: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sentinel:
+        return _from_dict(cls, data, "sentinel")
+
+
+@dataclass
+class WorkerResult:
+    """What one worker rank reports about one phase (written at start and at the end)."""
+
+    phase: str
+    rank: int
+    world_size: int
+    pid: int
+    status: str  # "running", "ok", "mismatch", "spec_error" or "error"
+    harness: str | None = None
+    metadata_dir: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    final_step: int | None = None
+    wall_s: float | None = None
+    tolerances: dict[str, list[float]] = field(default_factory=dict)
+    protocol_version: int = PROTOCOL_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerResult:
+        return _from_dict(cls, data, "worker result")
+
+
+class MetadataLayout:
+    """Paths inside a harness's metadata directory (``root_dir / exp_name``)."""
+
+    def __init__(self, metadata_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(metadata_dir)
+
+    def metadata(self, rank: int) -> Path:
+        return self.root / "metadata" / f"rank{rank}.json"
+
+    def resume_check(self, rank: int) -> Path:
+        return self.root / "resume_check" / f"rank{rank}.json"
+
+    def trajectory(self, phase: str, rank: int) -> Path:
+        return self.root / "trajectory" / phase / f"rank{rank}.json"
+
+    def sentinel(self) -> Path:
+        """Where the sentinel goes when no orchestrator run directory is set."""
+        return self.root / "sentinel.json"
+
+
+class RunLayout:
+    """Paths inside one orchestrator run directory."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(run_dir)
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "orchestrator.lock"
+
+    @property
+    def sentinel(self) -> Path:
+        return self.root / "sentinel.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def phase_log(self, phase: str) -> Path:
+        return self.logs / f"{phase}.log"
+
+    def torchrun_log_dir(self, phase: str) -> Path:
+        return self.logs / phase
+
+    def result(self, phase: str, rank: int) -> Path:
+        return self.root / "results" / phase / f"rank{rank}.json"
+
+    def results_dir(self, phase: str) -> Path:
+        return self.root / "results" / phase
+
+    def harness_root(self, phase: str) -> Path:
+        """The harness ``root_dir``: stop and go share one, the reference has its own."""
+        return self.root / ("reference" if phase == PHASE_CONTINUOUS else "harness")
+
+
+def sentinel_path_for(metadata_dir: str | os.PathLike[str]) -> Path:
+    """The sentinel location a worker should use: the run dir when set, else metadata_dir."""
+    run_dir = os.environ.get(ENV_RUN_DIR)
+    if run_dir:
+        return RunLayout(run_dir).sentinel
+    return MetadataLayout(metadata_dir).sentinel()
+
+
+def wait_for_kill_s_from_env(default: float = 0.0) -> float:
+    """Seconds stop workers wait to be killed after the sentinel (0 without an orchestrator)."""
+    raw = os.environ.get(ENV_WAIT_FOR_KILL_S)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        return default
+
+
+def read_results(layout: RunLayout, phase: str) -> dict[int, WorkerResult]:
+    """All per-rank results of one phase, keyed by rank."""
+    results: dict[int, WorkerResult] = {}
+    directory = layout.results_dir(phase)
+    if not directory.is_dir():
+        return results
+    for path in sorted(directory.glob("rank*.json")):
+        data = read_json(path)
+        if data is not None:
+            result = WorkerResult.from_dict(data)
+            results[result.rank] = result
+    return results
+
+
+def read_per_rank(paths: dict[int, Path]) -> dict[int, Any]:
+    """Reads one JSON document per rank, skipping ranks whose file does not exist."""
+    out: dict[int, Any] = {}
+    for rank, path in paths.items():
+        data = read_json(path)
+        if data is not None:
+            out[rank] = data
+    return out
