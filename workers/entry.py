@@ -1,0 +1,76 @@
+"""The worker entry point that torchrun runs: one phase of one harness, one rank.
+
+    python -m torch.distributed.run ... -m workers.entry --spec SPEC --phase PHASE --run-dir DIR
+
+It loads the spec, instantiates the harness with ``root_dir`` inside the run directory,
+runs the phase, and writes this rank's result file (``RunLayout.result``) at start
+(status ``running``, with the pid) and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+
+from orchestrator.protocol import PHASES, RunLayout, WorkerResult, write_json_atomic
+from workers.callbacks import ResumeMismatchError
+from workers.spec_loader import SpecError, load_spec_module, pick_harness
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="workers.entry", description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--harness", default=None)
+    parser.add_argument("--phase", required=True, choices=PHASES)
+    parser.add_argument("--run-dir", required=True)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one phase on this rank; returns 0 on success and 1 on any failure."""
+    args = _parse_args(argv)
+    layout = RunLayout(args.run_dir)
+    result = WorkerResult(
+        phase=args.phase,
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        pid=os.getpid(),
+        status="running",
+    )
+    path = layout.result(args.phase, result.rank)
+    write_json_atomic(path, result.to_dict())
+    started = time.monotonic()
+    exit_code = 0
+    harness = None
+    try:
+        harness_cls = pick_harness(load_spec_module(args.spec), args.harness)
+        harness = harness_cls(root_dir=layout.harness_root(args.phase))
+        result.harness = harness_cls.__name__
+        result.metadata_dir = str(harness.metadata_dir.resolve())
+        result.tolerances = {k: list(v) for k, v in harness.metric_tolerances.items()}
+        write_json_atomic(path, result.to_dict())
+        {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[args.phase]()
+        result.status = "ok"
+    except SpecError as err:
+        result.status, result.error = "spec_error", str(err)
+        exit_code = 1
+    except ResumeMismatchError as err:
+        result.status, result.error = "mismatch", str(err)
+        exit_code = 1
+    except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
+        result.status = "error"
+        result.error = f"{type(err).__name__}: {err}".splitlines()[0]
+        result.traceback = traceback.format_exc()
+        traceback.print_exc()
+        exit_code = 1
+    result.wall_s = time.monotonic() - started
+    result.final_step = getattr(harness, "final_step", None)
+    write_json_atomic(path, result.to_dict())
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
