@@ -1,0 +1,132 @@
+"""Launching one phase as a torchrun job and streaming its output.
+
+The torchrun agent starts in a new session (its own process group), so that it and its
+workers can be found and killed as a unit. Its combined output goes to
+``logs/<phase>.log`` and is echoed with a ``[phase rank]`` prefix; torchrun also keeps
+per-rank logs under ``logs/<phase>/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from orchestrator.events import RunEvents
+from orchestrator.protocol import ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
+
+WORKER_ENTRY_MODULE = "workers.entry"
+_RANK_PREFIX = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:")
+
+
+def torchrun_command(spec: Path, phase: str, layout: RunLayout, nproc_per_node: int, harness: str | None) -> list[str]:
+    """The torchrun command line of one phase."""
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc_per_node),
+        "--log-dir",
+        str(layout.torchrun_log_dir(phase)),
+        "--tee",
+        "3",
+        "-m",
+        WORKER_ENTRY_MODULE,
+        "--spec",
+        str(spec),
+        "--phase",
+        phase,
+        "--run-dir",
+        str(layout.root),
+    ]
+    if harness:
+        command += ["--harness", harness]
+    return command
+
+
+class PhaseProcess:
+    """One running torchrun launch: its agent process, output pump and the pids it had."""
+
+    def __init__(
+        self,
+        phase: str,
+        command: list[str],
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+    ) -> None:
+        self.phase = phase
+        self.command = command
+        self.run_id = run_id
+        self.pids_seen: set[int] = set()
+        env = dict(os.environ)
+        env.update(
+            {
+                ENV_RUN_DIR: str(layout.root),
+                ENV_RUN_ID: run_id,
+                ENV_WAIT_FOR_KILL_S: str(wait_for_kill_s),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        layout.logs.mkdir(parents=True, exist_ok=True)
+        self.log_path = layout.phase_log(phase)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the pump thread
+        self.popen = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        self.started = time.monotonic()
+        self.pids_seen.add(self.popen.pid)
+        self._events = events
+        self._pump = threading.Thread(target=self._pump_output, name=f"pump-{phase}", daemon=True)
+        self._pump.start()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def _pump_output(self) -> None:
+        assert self.popen.stdout is not None
+        with self._log:
+            for raw in iter(self.popen.stdout.readline, b""):
+                self._log.write(raw)
+                self._log.flush()
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                match = _RANK_PREFIX.match(line)
+                if match:
+                    self._events.worker_line(self.phase, int(match.group(1)), line[match.end() :])
+                else:
+                    self._events.worker_line(self.phase, None, line)
+
+    def poll(self) -> int | None:
+        """The agent's exit code once it has exited (and been reaped), else None."""
+        self.note_pids()
+        return self.popen.poll()
+
+    def note_pids(self) -> None:
+        """Records the pids currently in the tree (for the report and leak checks)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.pids_seen.update(p.pid for p in psutil.Process(self.popen.pid).children(recursive=True))
+
+    def reap(self, timeout: float = 10.0) -> int | None:
+        """Waits for the agent to be reaped and the output pump to drain."""
+        try:
+            code = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._pump.join(timeout=timeout)
+        return code

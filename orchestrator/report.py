@@ -1,0 +1,99 @@
+"""The run report: a human summary for the terminal and the same facts as JSON."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from orchestrator.compare import MetricCheck
+from orchestrator.exit_codes import DESCRIPTIONS
+from orchestrator.runner import RunOptions, RunOutcome
+
+_MAX_VALUE_WIDTH = 24
+
+
+def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | None = None) -> dict[str, Any]:
+    """Everything the report says, as JSON-ready data."""
+    return {
+        "exit_code": int(outcome.code),
+        "exit_meaning": DESCRIPTIONS[outcome.code],
+        "message": outcome.message,
+        "spec": str(options.spec),
+        "harness": _harness_name(outcome) or options.harness,
+        "run_dir": str(outcome.run_dir),
+        "nproc_per_node": options.nproc_per_node,
+        "kill_signal": outcome.phases[0].kill["signal"] if outcome.phases and outcome.phases[0].kill else None,
+        "reference": options.reference,
+        "sentinel": outcome.sentinel.to_dict() if outcome.sentinel else None,
+        "sentinel_to_detect_s": outcome.detect_latency_s,
+        "sentinel_to_all_dead_s": outcome.kill_latency_s,
+        "phases": [asdict(p) for p in outcome.phases],
+        "verdict": outcome.verdict.to_dict() if outcome.verdict else None,
+        "leftover_pids": outcome.leftover_pids,
+        "orchestrator_peak_rss_mb": peak_rss_mb,
+    }
+
+
+def _harness_name(outcome: RunOutcome) -> str | None:
+    for phase in outcome.phases:
+        for result in phase.results:
+            if result.get("harness"):
+                return result["harness"]
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= _MAX_VALUE_WIDTH else text[: _MAX_VALUE_WIDTH - 1] + "…"
+
+
+def _table(rows: list[list[str]], header: list[str]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return out
+
+
+def _check_rows(checks: list[MetricCheck]) -> list[list[str]]:
+    return [
+        [c.metric, str(c.rank), _short(c.expected), _short(c.actual), "ok" if c.ok else "MISMATCH"]
+        for c in sorted(checks, key=lambda c: (c.metric, c.rank))
+    ]
+
+
+def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
+    """The summary printed at the end of a run."""
+    lines = ["", f"stop-and-go report: {options.spec} ({_harness_name(outcome) or options.harness or '?'})"]
+    lines.append(f"run dir: {outcome.run_dir}")
+    phase_rows = []
+    for phase in outcome.phases:
+        note = phase.outcome
+        if phase.kill:
+            note += f"; {phase.kill['signal']} to {len(phase.kill['pids'])} processes"
+        phase_rows.append([phase.name, f"{phase.wall_s:.1f}s", str(phase.exit_code), note])
+    if phase_rows:
+        lines += ["", *_table(phase_rows, ["phase", "wall", "exit", "outcome"])]
+    if outcome.kill_latency_s is not None and outcome.detect_latency_s is not None:
+        lines.append(
+            f"sentinel seen after {outcome.detect_latency_s:.3f}s; "
+            f"all stop processes dead {outcome.kill_latency_s:.3f}s after the sentinel"
+        )
+    verdict = outcome.verdict
+    if verdict is not None:
+        lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
+        lines += _table(_check_rows(verdict.resume_checks), ["metric", "rank", "saved", "resumed", "verdict"])
+        for name, comparison in (("stop", verdict.stop_vs_reference), ("go", verdict.go_vs_reference)):
+            if comparison is None:
+                continue
+            span = f"steps {comparison.steps[0]}-{comparison.steps[-1]}" if comparison.steps else "no steps"
+            state = "identical" if comparison.ok else f"{len(comparison.divergences)} divergent metric(s)"
+            lines.append(
+                f"{name} vs continuous reference: {span}, {comparison.compared_values} values compared: {state}"
+            )
+        if verdict.failures:
+            lines += ["", "differences:"] + [f"  - {f}" for f in verdict.failures]
+    if outcome.leftover_pids:
+        lines.append(f"WARNING: processes of the run still alive: {outcome.leftover_pids}")
+    lines += ["", f"verdict: {outcome.message} (exit {int(outcome.code)}: {DESCRIPTIONS[outcome.code]})"]
+    return "\n".join(lines) + "\n"
