@@ -1,0 +1,1 @@
+"""Ready-made stop-and-go specs: ``tiny_lightning`` (default) and known-broken ones."""
