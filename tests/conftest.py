@@ -1,0 +1,104 @@
+"""Shared helpers: run the orchestrator as a real subprocess and check for leftovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SPECS = Path(__file__).resolve().parent / "specs"
+DEFAULT_SPEC = REPO / "harness_specs" / "tiny_lightning.py"
+BROKEN_SPEC = REPO / "harness_specs" / "broken_scheduler.py"
+
+
+@dataclass
+class Run:
+    """A finished orchestrator run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    run_dir: Path
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "report.json").read_text())
+
+
+def orchestrator_command(spec: Path | str, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator", str(spec), "--run-dir", str(run_dir), *extra]
+
+
+def run_orchestrator(spec: Path | str, run_dir: Path, *extra: str, timeout: float = 240) -> Run:
+    """Runs ``python -m orchestrator`` to completion in a subprocess."""
+    proc = subprocess.run(
+        orchestrator_command(spec, run_dir, *extra),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
+
+
+def recorded_pids(run_dir: Path) -> set[int]:
+    """Every pid the run recorded: agents and workers in the report, workers' own results."""
+    pids: set[int] = set()
+    report_path = run_dir / "report.json"
+    if report_path.exists():
+        for phase in json.loads(report_path.read_text())["phases"]:
+            pids.add(phase["agent_pid"])
+            pids.update(phase["pids"])
+    for result in run_dir.glob("results/*/rank*.json"):
+        pids.add(json.loads(result.read_text())["pid"])
+    return pids
+
+
+def live_processes_of_run(run_dir: Path) -> list[int]:
+    """Pids of the run that still run: recorded pids, and any process carrying its run id."""
+    alive = []
+    for pid in recorded_pids(run_dir):
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        run_id = json.loads(run_json.read_text())["run_id"]
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("STOP_AND_GO_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc.pid)
+            except psutil.Error:
+                continue
+    return sorted(set(alive))
+
+
+def assert_nothing_left(run_dir: Path) -> None:
+    assert recorded_pids(run_dir), "the run recorded no pids at all"
+    assert live_processes_of_run(run_dir) == []
+
+
+def one_line(text: str) -> str:
+    """The single non-empty line of ``text`` (fails if there are more or a traceback)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "Traceback" not in text
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_run_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Tests must not inherit a run directory from an enclosing orchestrator run.
+    for name in list(os.environ):
+        if name.startswith("STOP_AND_GO_"):
+            monkeypatch.delenv(name)

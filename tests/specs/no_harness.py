@@ -1,0 +1,5 @@
+"""Test spec: defines a class, but none derived from StopAndGoHarness."""
+
+
+class NotAHarness:
+    pass

@@ -1,0 +1,88 @@
+"""Bad input: one line on stderr, exit 2, no traceback (unless --verbose)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS, one_line, run_orchestrator
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+
+
+def test_missing_spec(tmp_path: Path) -> None:
+    proc = _cli(str(tmp_path / "nope.py"), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "spec file not found" in one_line(proc.stderr)
+
+
+def test_syntax_error(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.py"
+    spec.write_text("class Broken(\n")
+    proc = _cli(str(spec), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "syntax error in spec" in one_line(proc.stderr)
+    assert "line 1" in proc.stderr
+
+
+def test_spec_without_any_class(tmp_path: Path) -> None:
+    spec = tmp_path / "empty.py"
+    spec.write_text("x = 1\n")
+    proc = _cli(str(spec), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert "defines no class" in one_line(proc.stderr)
+
+
+def test_unknown_option() -> None:
+    proc = _cli(str(DEFAULT_SPEC), "--kill-signal", "HUP")
+    assert proc.returncode == 2
+    assert "invalid choice" in one_line(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("spec", "extra", "expected"),
+    [
+        ("no_harness.py", (), "defines no StopAndGoHarness subclass"),
+        ("two_harnesses.py", (), "choose one with --harness"),
+        ("two_harnesses.py", ("--harness", "ThirdHarness"), "no harness class 'ThirdHarness'"),
+        ("import_error.py", (), "ModuleNotFoundError"),
+    ],
+)
+def test_spec_errors_found_by_workers(tmp_path: Path, spec: str, extra: tuple[str, ...], expected: str) -> None:
+    run = run_orchestrator(SPECS / spec, tmp_path / "run", *extra, "--quiet")
+    assert run.returncode == 2, run.stderr
+    assert expected in one_line(run.stderr)
+
+
+def test_run_dir_in_use_by_another_orchestrator(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with FileLock(str(run_dir / "orchestrator.lock")):
+        proc = _cli(str(DEFAULT_SPEC), "--run-dir", str(run_dir))
+    assert proc.returncode == 2
+    assert "in use by another orchestrator" in one_line(proc.stderr)
+
+
+def test_run_dir_with_an_earlier_run_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text("{}")
+    proc = _cli(str(DEFAULT_SPEC), "--run-dir", str(run_dir))
+    assert proc.returncode == 2
+    assert "already holds a run" in one_line(proc.stderr)
+
+
+def test_help_lists_exit_codes() -> None:
+    proc = _cli("--help")
+    assert proc.returncode == 0
+    for code in ("0", "1", "2", "3", "4", "5", "130"):
+        assert f"\n  {code:>3}  " in proc.stdout
+    assert "--nproc-per-node N" in proc.stdout

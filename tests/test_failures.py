@@ -1,0 +1,81 @@
+"""Crashing, hanging and interrupted runs: distinct exit codes, logs kept, nothing left."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import REPO, SPECS, assert_nothing_left, orchestrator_command, run_orchestrator
+
+
+def test_worker_crash_before_sentinel_exits_3(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "crash_before_sentinel.py", tmp_path / "run", "--no-reference")
+    assert run.returncode == 3, run.stderr
+    assert "stop phase failed" in run.stderr
+    assert "injected crash at step 1" in run.stderr
+    assert "injected crash at step 1" in (run.run_dir / "logs" / "stop.log").read_text()
+    assert_nothing_left(run.run_dir)
+
+
+def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run")
+    assert run.returncode == 4, run.stderr
+    assert "go phase failed" in run.stderr
+    assert "injected crash at step 5" in run.stderr
+    assert_nothing_left(run.run_dir)
+
+
+def test_hanging_rank_times_out_with_5(tmp_path: Path) -> None:
+    started = time.monotonic()
+    run = run_orchestrator(SPECS / "hang_one_rank.py", tmp_path / "run", "--timeout", "25")
+    assert run.returncode == 5, run.stderr
+    assert "no sentinel within 25s" in run.stderr
+    assert time.monotonic() - started < 90
+    stop = run.report["phases"][0]
+    assert stop["outcome"] == "timeout"
+    assert stop["kill"]["survivors"] == []
+    assert_nothing_left(run.run_dir)
+
+
+def _wait_for_workers(run_dir: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(run_dir.glob("results/stop/rank*.json"))) == 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError("stop workers never started")
+
+
+def _interrupt(tmp_path: Path, signum: int) -> tuple[int, str, Path]:
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        orchestrator_command(SPECS / "hang_one_rank.py", run_dir, "--timeout", "120"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        _wait_for_workers(run_dir)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return proc.returncode, stderr, run_dir
+
+
+def test_sigterm_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> None:
+    code, stderr, run_dir = _interrupt(tmp_path, signal.SIGTERM)
+    assert code == 130, stderr
+    assert "interrupted by SIGTERM" in stderr
+    assert (run_dir / "logs" / "stop.log").exists()
+    assert_nothing_left(run_dir)
+
+
+def test_sigint_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> None:
+    code, stderr, run_dir = _interrupt(tmp_path, signal.SIGINT)
+    assert code == 130, stderr
+    assert "interrupted by SIGINT" in stderr
+    assert_nothing_left(run_dir)
