@@ -1,6 +1,11 @@
 """Launching one phase as a torchrun job and streaming its output.
 
-The torchrun agent starts in a new session (its own process group), so that it and its
+The runner talks to a ``Launcher``, which starts a phase and returns a ``PhaseHandle``:
+poll it, kill its processes, reap it. ``LocalTorchrunLauncher`` runs torchrun on this
+machine; other launchers (several agents for several nodes, Slurm job steps) provide
+the same two interfaces.
+
+The local torchrun agent starts in a new session (its own process group), so that it and its
 workers can be found and killed as a unit. Its combined output goes to
 ``logs/<phase>.log`` and is echoed with a ``[phase rank]`` prefix; torchrun also keeps
 per-rank logs under ``logs/<phase>/``.
@@ -16,10 +21,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
 from orchestrator.events import RunEvents
+from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
 
 WORKER_ENTRY_MODULE = "workers.entry"
@@ -53,6 +60,70 @@ def torchrun_command(spec: Path, phase: str, layout: RunLayout, nproc_per_node: 
     return command
 
 
+class PhaseHandle(Protocol):
+    """A launched phase, as the runner sees it."""
+
+    phase: str
+    command: list[str]
+    started: float  # time.monotonic() at launch
+    log_path: Path
+    pids_seen: set[int]
+
+    @property
+    def pid(self) -> int:
+        """The pid of the process the launcher started (the torchrun agent)."""
+
+    def poll(self) -> int | None:
+        """The phase's exit code once it has ended, else None."""
+
+    def note_pids(self) -> None:
+        """Records the pids currently belonging to the phase."""
+
+    def kill(self, sig: int, grace_s: float) -> KillReport:
+        """Signals every process of the phase and confirms that all are gone."""
+
+    def reap(self, timeout: float = 10.0) -> int | None:
+        """Waits for the phase to be reaped and its output drained; returns its exit code."""
+
+
+class Launcher(Protocol):
+    """Starts the phases of a run."""
+
+    def launch(
+        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+    ) -> PhaseHandle:
+        """Starts ``phase``; the workers get the run dir, run id and kill wait in their env."""
+
+
+class LocalTorchrunLauncher:
+    """Runs each phase as ``torchrun --standalone`` on this machine."""
+
+    def __init__(self, spec: Path, harness: str | None, nproc_per_node: int) -> None:
+        self.spec = spec
+        self.harness = harness
+        self.nproc_per_node = nproc_per_node
+
+    def launch(
+        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+    ) -> PhaseProcess:
+        command = torchrun_command(self.spec, phase, layout, self.nproc_per_node, self.harness)
+        return PhaseProcess(phase, command, layout, run_id, wait_for_kill_s, events)
+
+
+def worker_env(layout: RunLayout, run_id: str, wait_for_kill_s: float) -> dict[str, str]:
+    """The environment of a phase's processes: ours plus the protocol's variables."""
+    env = dict(os.environ)
+    env.update(
+        {
+            ENV_RUN_DIR: str(layout.root),
+            ENV_RUN_ID: run_id,
+            ENV_WAIT_FOR_KILL_S: str(wait_for_kill_s),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
 class PhaseProcess:
     """One running torchrun launch: its agent process, output pump and the pids it had."""
 
@@ -69,15 +140,7 @@ class PhaseProcess:
         self.command = command
         self.run_id = run_id
         self.pids_seen: set[int] = set()
-        env = dict(os.environ)
-        env.update(
-            {
-                ENV_RUN_DIR: str(layout.root),
-                ENV_RUN_ID: run_id,
-                ENV_WAIT_FOR_KILL_S: str(wait_for_kill_s),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env = worker_env(layout, run_id, wait_for_kill_s)
         layout.logs.mkdir(parents=True, exist_ok=True)
         self.log_path = layout.phase_log(phase)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the pump thread
@@ -121,6 +184,11 @@ class PhaseProcess:
         """Records the pids currently in the tree (for the report and leak checks)."""
         with contextlib.suppress(psutil.NoSuchProcess):
             self.pids_seen.update(p.pid for p in psutil.Process(self.popen.pid).children(recursive=True))
+
+    def kill(self, sig: int, grace_s: float) -> KillReport:
+        """Kills the agent's tree, its session and every process carrying the run id."""
+        self.note_pids()
+        return kill_run(self.popen.pid, self.run_id, sig, grace_s)
 
     def reap(self, timeout: float = 10.0) -> int | None:
         """Waits for the agent to be reaped and the output pump to drain."""
