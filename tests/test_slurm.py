@@ -1,0 +1,247 @@
+"""The sbatch wrapper, against a real Slurm (slurmctld + slurmd + munge on this machine).
+
+``bash scripts/start_slurm.sh`` (as root) starts that cluster; where no Slurm answers,
+the tests that need one skip and say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import psutil
+import pytest
+
+from orchestrator.slurm import exit_code_of
+from orchestrator.slurm_script import EXIT_CODE_FILE
+from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, live_processes_of_run, one_line
+
+
+def _slurm_idle() -> str | None:
+    """None if a Slurm node is up, else why not."""
+    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
+        return "Slurm is not installed (bash scripts/start_slurm.sh installs and starts it, as root)"
+    proc = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30, check=False)
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not any(s in ("idle", "mixed", "allocated") for s in states):
+        reason = proc.stderr.strip() or f"node states {states}"
+        return f"no Slurm node is up ({reason}); run bash scripts/start_slurm.sh"
+    return None
+
+
+needs_slurm = pytest.mark.skipif(_slurm_idle() is not None, reason=str(_slurm_idle()))
+
+
+def sbatch(*args: str, timeout: float = 420, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sbatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def processes_of_job(job_id: str) -> list[int]:
+    """Live processes whose environment says they belong to the Slurm job."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("SLURM_JOB_ID") == job_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def assert_job_left_nothing(run_dir: Path) -> None:
+    job_id = (run_dir / "slurm_job_id").read_text().strip()
+    assert live_processes_of_run(run_dir) == []
+    assert processes_of_job(job_id) == []
+    steps = subprocess.run(["squeue", "-h", "-s", "-j", job_id], capture_output=True, text=True, check=False)
+    assert steps.stdout.strip() == ""
+
+
+def test_dry_run_writes_a_readable_script_and_submits_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = sbatch(
+        str(DEFAULT_SPEC),
+        "--nodes", "2", "--gpus-per-node", "4", "--partition", "gpu", "--time", "00:30:00",
+        "--account", "proj", "--signal-before", "120", "--run-dir", str(run_dir), "--dry-run",
+        "--", "--no-reference", "--kill-signal", "TERM",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    script = (run_dir / "sbatch.sh").read_text()
+    assert proc.stdout.startswith(script)
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --ntasks-per-node=1",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=00:30:00",
+        "#SBATCH --account=proj",
+        "#SBATCH --signal=B:USR1@120",
+        f"#SBATCH --output={run_dir}/slurm-%j.out",
+        "export STOP_AND_GO_SLURM_STEPS=1",
+    ):
+        assert line in script.splitlines(), line
+    assert "--nnodes 2 --nproc-per-node 4 --no-reference --kill-signal TERM" in script
+    assert not (run_dir / "slurm_job_id").exists()
+    syntax = subprocess.run(["bash", "-n", str(run_dir / "sbatch.sh")], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+
+
+def test_bad_spec_is_refused_before_submitting(tmp_path: Path) -> None:
+    proc = sbatch(str(tmp_path / "missing.py"), "--run-dir", str(tmp_path / "run"))
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == f"error: spec file not found: {tmp_path / 'missing.py'}"
+    assert not (tmp_path / "run" / "sbatch.sh").exists()
+
+
+def test_no_sbatch_is_one_line_exit_2(tmp_path: Path) -> None:
+    env = dict(os.environ, PATH=str(tmp_path))  # no sbatch anywhere on PATH
+    proc = sbatch(str(DEFAULT_SPEC), "--run-dir", str(tmp_path / "run"), env=env)
+    assert proc.returncode == 2
+    assert "sbatch not found" in one_line(proc.stderr)
+
+
+def test_job_end_maps_to_exit_codes(tmp_path: Path) -> None:
+    assert exit_code_of("CANCELLED", tmp_path, "0:15")[0] == 130
+    assert exit_code_of("TIMEOUT", tmp_path, "0:1")[0] == 5
+    assert exit_code_of("FAILED", tmp_path, "3:0")[0] == 3
+    (tmp_path / EXIT_CODE_FILE).write_text("1\n")
+    assert exit_code_of("FAILED", tmp_path, "1:0") == (1, "job ended FAILED; orchestrator exit 1")
+
+
+@needs_slurm
+def test_default_spec_verifies_through_sbatch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = sbatch(str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--quiet", "--", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    job_id = (run_dir / "slurm_job_id").read_text().strip()
+    assert f"[sbatch] job {job_id}: COMPLETED" in proc.stdout
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["exit_code"] == 0
+    stop = report["phases"][0]
+    assert stop["command"][0] == "srun"
+    assert stop["kill"]["survivors"] == []
+    # The stop step was ended by Slurm on scancel's SIGKILL, not by a local kill.
+    stop_log = (run_dir / "logs" / "stop.log").read_text()
+    assert f"StepId={job_id}.0" in stop_log and "Killed" in stop_log
+    assert_job_left_nothing(run_dir)
+
+
+@needs_slurm
+def test_broken_spec_fails_with_1_through_sbatch(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = sbatch(str(BROKEN_SPEC), "--run-dir", str(run_dir), "--quiet", "--", "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "orchestrator exit 1" in one_line(proc.stderr)
+    assert json.loads((run_dir / "report.json").read_text())["exit_code"] == 1
+    assert_job_left_nothing(run_dir)
+
+
+@needs_slurm
+def test_scancel_mid_run_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    wrapper = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "sbatch", str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        # Wait until the stop step's workers run, then cancel the whole job.
+        deadline = time.monotonic() + 180
+        while not list((run_dir / "logs").glob("stop*.log")) or not list(run_dir.glob("results/stop*/rank*.json")):
+            if time.monotonic() > deadline:
+                pytest.fail("the stop phase never started")
+            if wrapper.poll() is not None:
+                pytest.fail(f"the wrapper ended early: {wrapper.communicate()}")
+            time.sleep(0.5)
+        job_id = (run_dir / "slurm_job_id").read_text().strip()
+        assert processes_of_job(job_id), "the job has no processes to cancel"
+        subprocess.run(["scancel", job_id], check=True)
+        stdout, stderr = wrapper.communicate(timeout=120)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+    assert wrapper.returncode == 130, stdout + stderr
+    assert "job cancelled" in one_line(stderr)
+    assert f"[sbatch] job {job_id}: CANCELLED" in stdout
+    assert_job_left_nothing(run_dir)
+
+
+@needs_slurm
+def test_pre_timeout_signal_is_the_stop_trigger(tmp_path: Path) -> None:
+    # A 3-minute job whose USR1 comes 150 s before its end (Slurm may send it up to a
+    # minute early): the stop step is killed only once the signal has arrived.
+    run_dir = tmp_path / "run"
+    proc = sbatch(
+        str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--time", "3", "--signal-before", "150",
+        "--", "--no-reference", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    arrived = (run_dir / "pre_timeout_signal").read_text().strip()
+    assert arrived
+    lines = proc.stdout.splitlines()
+    signal_line = next(i for i, line in enumerate(lines) if "pre-timeout signal (USR1) arrived" in line)
+    killed_line = next(i for i, line in enumerate(lines) if "stop: killed after the sentinel" in line)
+    go_line = next(i for i, line in enumerate(lines) if "go: launched" in line)
+    assert signal_line < killed_line < go_line
+    assert arrived in lines[signal_line]
+    assert_job_left_nothing(run_dir)
+
+
+SUITE = REPO / "tests" / "suites" / "slurm_array.toml"
+
+
+@needs_slurm
+def test_suite_as_a_job_array(tmp_path: Path) -> None:
+    out = tmp_path / "suite"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "suite", str(SUITE), "--slurm", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "#SBATCH --array=0-1" in (out / "suite_array.sh").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    codes = {e["name"]: e["exit_code"] for e in summary["entries"]}
+    assert codes == {"tiny_lightning-default": 0, "no_harness-default": 2}
+    root = ET.parse(out / "junit.xml").getroot()
+    assert (root.get("tests"), root.get("errors")) == ("2", "1")
+    for name in codes:
+        run_dir = out / "entries" / name
+        assert json.loads((run_dir / "report.json").read_text())["exit_code"] == codes[name]
+        assert live_processes_of_run(run_dir) == []
+    job_id = (out / "slurm_job_id").read_text().strip()
+    assert processes_of_job(job_id) == []
+
+
+@needs_slurm
+def test_go_as_new_job_resumes_in_a_second_allocation(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = sbatch(str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--go-as-new-job", "--", "--no-reference", "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = dict(re.findall(r"\[orchestrator\] (stop|go): Slurm job (\d+)", proc.stdout))
+    assert set(jobs) == {"stop", "go"} and jobs["stop"] != jobs["go"]
+    go_script = (run_dir / "slurm" / "go.sh").read_text()
+    assert f"#SBATCH --dependency=afterany:{jobs['stop']}" in go_script.splitlines()
+    # The stop job's torchrun step died of SIGKILL on the sentinel, like a lost node.
+    assert "task 0: Killed" in (run_dir / "logs" / "stop.log").read_text()
+    assert json.loads((run_dir / "report.json").read_text())["exit_code"] == 0
+    assert live_processes_of_run(run_dir) == []
+    for job_id in jobs.values():
+        assert processes_of_job(job_id) == []

@@ -1,0 +1,133 @@
+"""``python -m orchestrator suite``: specs x scenarios in parallel, summary, JUnit, exit code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from orchestrator.suite import junit_xml, run_entries, visible_gpus
+from orchestrator.suite_config import SuiteError, load_suite
+from tests.conftest import REPO, assert_nothing_left, one_line
+
+SUITES = Path(__file__).resolve().parent / "suites"
+
+
+def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "suite", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(tmp_path: Path) -> None:
+    out = tmp_path / "suite"
+    proc = run_suite(str(SUITES / "smoke.toml"), "--out", str(out), "--jobs", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "1 of 2 entries verified, 1 failed" in proc.stdout
+    assert one_line(proc.stderr) == "error: 1 of 2 entries failed: broken_scheduler-sigkill"
+
+    summary = json.loads((out / "summary.json").read_text())
+    codes = {e["name"]: e["exit_code"] for e in summary["entries"]}
+    assert codes == {"tiny_lightning-sigkill": 0, "broken_scheduler-sigkill": 1}
+    # Both ran at once: each started before the other ended.
+    starts = [line for line in proc.stdout.splitlines() if line.startswith("[suite] start")]
+    assert len(starts) == 2 and proc.stdout.index(starts[1]) < proc.stdout.index("[suite] tiny_lightning-sigkill:")
+
+    root = ET.parse(out / "junit.xml").getroot()
+    assert (root.get("name"), root.get("tests"), root.get("failures"), root.get("errors")) == ("smoke", "2", "1", "0")
+    cases = {case.get("name"): case for case in root.iter("testcase")}
+    assert set(cases) == set(codes)
+    assert cases["tiny_lightning-sigkill"].find("failure") is None
+    failure = cases["broken_scheduler-sigkill"].find("failure")
+    assert failure is not None and failure.get("type") == "ResumeMismatch"
+
+    for name in codes:
+        run_dir = out / "entries" / name
+        assert json.loads((run_dir / "report.json").read_text())["exit_code"] == codes[name]
+        assert (out / "logs" / f"{name}.log").read_text()
+        assert_nothing_left(run_dir)
+
+
+def test_directory_suite_packs_one_entry_per_gpu(tmp_path: Path) -> None:
+    # Fast entries (the orchestrator refuses a spec with no class, exit 2) on two fake GPU ids.
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("a", "b", "c"):
+        (specs / f"{name}.py").write_text("x = 1\n")
+    suite = load_suite(specs)
+    results = run_entries(suite.entries, tmp_path / "out", jobs=1, gpus=["3", "5"], echo=False)
+    assert [r.name for r in results] == ["a-default", "b-default", "c-default"]
+    assert [r.exit_code for r in results] == [2, 2, 2]
+    assert {r.device for r in results} <= {"cuda:3", "cuda:5"}
+    assert {results[0].device, results[1].device} == {"cuda:3", "cuda:5"}
+    assert all("defines no class" in r.message for r in results)
+    # Entries that left no report.json still get their testcase, as errors.
+    root = junit_xml("dir", results).getroot()
+    assert (root.get("tests"), root.get("errors")) == ("3", "3")
+    errors = [case.find("error") for case in root.iter("testcase")]
+    assert all(e is not None and "defines no class" in (e.get("message") or "") for e in errors)
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+def test_specs_times_scenarios(tmp_path: Path) -> None:
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text(
+        f'specs = ["{REPO}/harness_specs/tiny_lightning.py", "{REPO}/harness_specs/broken_scheduler.py"]\n'
+        "[defaults]\ntimeout = 50\n"
+        '[[scenario]]\nname = "kill"\n'
+        '[[scenario]]\nname = "term"\nkill_signal = "TERM"\ngrace = 3\nreference = false\nargs = ["--verbose"]\n'
+    )
+    suite = load_suite(suite_file)
+    assert [e.name for e in suite.entries] == [
+        "tiny_lightning-kill",
+        "tiny_lightning-term",
+        "broken_scheduler-kill",
+        "broken_scheduler-term",
+    ]
+    term = suite.entries[1]
+    assert term.timeout_s == 50
+    args = term.orchestrator_args(tmp_path / "run")
+    assert args[args.index("--kill-signal") + 1] == "TERM"
+    assert "--no-reference" in args and "--verbose" in args
+    assert args[args.index("--timeout") + 1] == "50"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("specs = [", "not valid TOML"),
+        ("specs = []", "'specs' must be a non-empty list"),
+        ('specs = ["nope.py"]', "spec not found: nope.py"),
+        ('specs = ["x.py"]\nbogus = 1', "unknown key(s) bogus"),
+    ],
+)
+def test_bad_suite_is_one_line_exit_2(tmp_path: Path, content: str, expected: str) -> None:
+    (tmp_path / "x.py").write_text("class A: pass\n")
+    suite_file = tmp_path / "bad.toml"
+    suite_file.write_text(content)
+    with pytest.raises(SuiteError) as err:
+        load_suite(suite_file)
+    assert expected in str(err.value)
+    proc = run_suite(str(suite_file), "--out", str(tmp_path / "out"), timeout=60)
+    assert proc.returncode == 2
+    assert expected in one_line(proc.stderr)
+
+
+def test_missing_suite_exits_2(tmp_path: Path) -> None:
+    proc = run_suite(str(tmp_path / "missing.toml"), timeout=60)
+    assert proc.returncode == 2
+    assert one_line(proc.stderr) == f"error: suite not found: {tmp_path / 'missing.toml'}"
