@@ -1,0 +1,118 @@
+"""The mutant catalog: every mutant fails with exit 1, named by the metric it declares.
+
+One ``python -m orchestrator self-test`` runs the whole catalog (each mutant a real
+stop / kill / go / continuous run); each mutant is then its own test, reading that run's
+exit code, output and report. The correct default spec's passing run is
+``tests/test_end_to_end.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.selftest import DEFAULT_MUTANTS_DIR, Mutant, discover
+from tests.conftest import REPO, assert_nothing_left
+
+# The whole catalog runs in the first test's fixture: allow for it on 2 busy cores.
+pytestmark = pytest.mark.timeout(3600)
+
+MUTANTS = discover(DEFAULT_MUTANTS_DIR)
+
+
+@dataclass
+class SelfTestRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    run_root: Path
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.run_root / "self_test.json").read_text())
+
+    def result(self, name: str) -> dict[str, Any]:
+        return next(m for m in self.summary()["mutants"] if m["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def self_test(tmp_path_factory: pytest.TempPathFactory) -> SelfTestRun:
+    run_root = tmp_path_factory.mktemp("self_test") / "runs"
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "self-test", "--no-control", "--run-dir", str(run_root)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=3500,
+    )
+    return SelfTestRun(proc.returncode, proc.stdout, proc.stderr, run_root)
+
+
+def test_catalog_has_every_bug_class_of_the_issue() -> None:
+    assert len(MUTANTS) >= 12
+    assert all(m.bug_class for m in MUTANTS)
+    names = {m.name for m in MUTANTS}
+    assert {"sampler_restart", "rng_replicated", "grad_scaler_not_restored", "incomplete_checkpoint"} <= names
+    assert {m.caught_by for m in MUTANTS} >= {
+        "sample_ledger",
+        "learning_rate",
+        "lr_scheduler_state",
+        "global_step",
+        "optimizer_state_digest",
+        "rng_torch",
+        "grad_scaler_scale",
+        "val_loss",
+        "buffers_digest",
+        "grad_accum_micro_batches",
+    }
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.name)
+def test_mutant_fails_with_exit_1_naming_its_metric(self_test: SelfTestRun, mutant: Mutant) -> None:
+    result = self_test.result(mutant.name)
+    output = (self_test.run_root / f"{mutant.name}.out").read_text()
+    assert result["returncode"] == 1, output[-3000:]
+    assert "error: resume mismatch" in output
+    # The summary's list of differences names the declared metric...
+    assert mutant.caught_by in output.split("differences:", 1)[-1]
+    # ...and so does the report, with a rank and a step.
+    report = json.loads((self_test.run_root / mutant.name / "report.json").read_text())
+    assert report["exit_code"] == 1
+    findings = [f for f in report["verdict"]["findings"] if f["metric"] == mutant.caught_by]
+    assert findings, report["verdict"]["failures"]
+    assert result["caught"] and result["finding"] == findings[0]
+    assert findings[0]["rank"] in (0, 1) and findings[0]["step"] is not None
+    assert_nothing_left(self_test.run_root / mutant.name)
+
+
+def test_self_test_prints_caught_all_with_metric_rank_and_step(self_test: SelfTestRun) -> None:
+    assert self_test.returncode == 0, self_test.stdout + self_test.stderr
+    total = len(MUTANTS)
+    assert f"caught {total}/{total}" in self_test.stdout
+    for mutant in MUTANTS:
+        finding = self_test.result(mutant.name)["finding"]
+        line = next(ln for ln in self_test.stdout.splitlines() if ln.startswith(f"caught   {mutant.name}:"))
+        assert f"{mutant.caught_by} on rank {finding['rank']}, first divergent step {finding['step']}" in line
+
+
+def test_rng_replicated_is_caught_on_rank_1_only(self_test: SelfTestRun) -> None:
+    report = json.loads((self_test.run_root / "rng_replicated" / "report.json").read_text())
+    ranks = {f["rank"] for f in report["verdict"]["findings"] if f["metric"] == "rng_torch"}
+    assert ranks == {1}
+
+
+def test_self_test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "self-test", "--only", "no_such_mutant", "--run-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown mutant(s): no_such_mutant"
