@@ -1,0 +1,104 @@
+"""Real interruptions: a kill between checkpoints, SIGTERM, a kill mid-save, several cycles,
+and an orchestrator that is itself SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, orchestrator_command, run_orchestrator
+
+
+def test_kill_at_a_step_between_checkpoints_with_sigterm(tmp_path: Path) -> None:
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-at", "5", "--kill-signal", "TERM", "--quiet")
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    report = run.report
+    stop = report["stops"][0]
+    # Stopped at step 5; the last complete checkpoint (every 2 steps) is step 4.
+    assert stop["trigger"]["stopped_at"] == 5
+    assert stop["trigger"]["step"] == 4
+    assert stop["kill"]["signal"] == "SIGTERM"
+    assert stop["kill"]["survivors"] == []
+    assert report["verdict"]["resumes"][0]["resumed_step"] == 4
+    # The stop run's step 5 was lost and recomputed by go: both match the reference.
+    assert 5 in report["verdict"]["trajectories"]["stop"]["steps"]
+    assert 5 in report["verdict"]["trajectories"]["go"]["steps"]
+    assert_nothing_left(run.run_dir)
+
+
+def test_three_cycles_at_random_steps_verify_every_resume(tmp_path: Path) -> None:
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--cycles", "3", "--kill-at", "random", "--seed", "3")
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    report = run.report
+    assert [p["name"] for p in report["phases"]] == ["stop", "go1", "go2", "go", "continuous"]
+    resumes = report["verdict"]["resumes"]
+    assert [r["label"] for r in resumes] == ["go1", "go2", "go"]
+    steps = [r["resumed_step"] for r in resumes]
+    assert steps == sorted(steps) and steps[0] >= 2
+    assert len(report["stops"]) == 3
+    for stop in report["stops"]:
+        assert stop["trigger"]["stopped_at"] >= stop["trigger"]["step"]
+    checks = report["verdict"]["resume_checks"]
+    assert len(checks) >= 3 * 2 * 5 and all(c["ok"] for c in checks)
+    assert_nothing_left(run.run_dir)
+
+
+def test_kill_during_save_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-during-save", "--quiet")
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    report = run.report
+    trigger = report["stops"][0]["trigger"]
+    assert Path(trigger["path"]).name == "last.ckpt"
+    assert 0 < trigger["bytes_written"] < trigger["bytes"]
+    resume = report["verdict"]["resumes"][0]
+    # last.ckpt of step 4 was torn; the complete epoch=0-step=4.ckpt is what go trusted.
+    assert resume["resumed_step"] == 4
+    assert Path(resume["checkpoint"]).name == "epoch=0-step=4.ckpt"
+    go_log = (run.run_dir / "logs" / "go.log").read_text()
+    assert "skipping a checkpoint that cannot be resumed from" in go_log
+    assert "last.ckpt is torn" in go_log
+    assert_nothing_left(run.run_dir)
+
+
+def test_sigkilled_orchestrator_takes_its_workers_with_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        orchestrator_command(SPECS / "hang_one_rank.py", run_dir, "--timeout", "120", "--quiet"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(list(run_dir.glob("results/stop/rank*.json"))) < 2:
+            assert time.monotonic() < deadline, "stop workers never started"
+            time.sleep(0.1)
+        run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
+        worker_pids = [json.loads(p.read_text())["pid"] for p in run_dir.glob("results/stop/rank*.json")]
+        assert all(psutil.pid_exists(pid) for pid in worker_pids)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    deadline = time.monotonic() + 20
+    survivors = _run_processes(run_id)
+    while survivors and time.monotonic() < deadline:
+        time.sleep(0.2)
+        survivors = _run_processes(run_id)
+    assert survivors == []
+
+
+def _run_processes(run_id: str) -> list[int]:
+    alive = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("STOP_AND_GO_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except psutil.Error:
+            continue
+    return alive
