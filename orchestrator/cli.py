@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
+import json
+import os
 import resource
 import signal
 import sys
@@ -15,10 +18,12 @@ from typing import TextIO
 
 from filelock import FileLock, Timeout
 
+from orchestrator.compare import ENV_TOLERANCES
 from orchestrator.events import PlainEvents
 from orchestrator.exit_codes import ExitCode, exit_code_table
 from orchestrator.protocol import RunLayout, write_json_atomic
 from orchestrator.report import human_summary, report_dict
+from orchestrator.report_files import output_path_problem, write_report_files
 from orchestrator.runner import Interrupted, Orchestrator, RunOptions, write_run_json
 
 KILL_SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
@@ -32,6 +37,14 @@ rank: at the resume point and step by step afterwards."""
 
 class UsageError(Exception):
     """A problem with the command line or the spec, reported in one line with exit 2."""
+
+
+class RunDirError(Exception):
+    """The run directory cannot be created or written, reported in one line with exit 7."""
+
+
+# OS errors that mean "this run dir cannot hold the run", not "the orchestrator has a bug".
+_RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument(
         "--nproc-per-node", type=int, default=2, metavar="N", help="worker processes per phase (default: 2)"
     )
+    workers.add_argument(
+        "--nnodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="torchrun agents (nodes) per phase, joined by a c10d rendezvous on this machine (default: 1)",
+    )
     scenario = parser.add_argument_group("scenario")
     scenario.add_argument(
         "--kill-signal",
@@ -68,10 +88,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="with TERM or INT, seconds before survivors are SIGKILLed (default: 10)",
     )
     scenario.add_argument(
+        "--kill-at",
+        metavar="STEP|random",
+        help="stop at this global step (or a random one, see --seed) instead of at the first checkpointed "
+        "validation; go resumes from the last complete checkpoint",
+    )
+    scenario.add_argument("--seed", type=int, default=0, metavar="N", help="seed of --kill-at random (default: 0)")
+    scenario.add_argument(
+        "--kill-during-save",
+        action="store_true",
+        help="kill the stop workers halfway through writing last.ckpt of the second checkpoint",
+    )
+    scenario.add_argument(
+        "--cycles",
+        type=int,
+        default=1,
+        metavar="N",
+        help="stop and resume N times in fresh processes, verifying every resume (default: 1)",
+    )
+    scenario.add_argument(
         "--no-reference",
         dest="reference",
         action="store_false",
         help="skip the continuous reference run (checks only the resume point)",
+    )
+    scenario.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="instead of a stop/go run, run the continuous run twice, measure each metric's noise floor and "
+        "write per-metric tolerances to RUN_DIR/calibration.json (printed to pin in the spec)",
+    )
+    scenario.add_argument(
+        "--tolerances",
+        type=Path,
+        metavar="FILE",
+        help="per-metric [rtol, atol] for the trajectory comparison: a calibration.json or a "
+        '{"metric": [rtol, atol]} file; overrides the spec\'s metric_tolerances there',
     )
     run = parser.add_argument_group("run")
     run.add_argument(
@@ -89,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     output = parser.add_argument_group("output")
     output.add_argument("--json-report", type=Path, metavar="PATH", help="also write the report as JSON here")
+    output.add_argument(
+        "--html-report", type=Path, metavar="PATH", help="write a self-contained HTML report with the trajectories"
+    )
+    output.add_argument(
+        "--png-report", type=Path, metavar="PATH", help="write the loss and learning-rate overlay as a PNG"
+    )
+    output.add_argument("--junit-xml", type=Path, metavar="PATH", help="write the verdict as JUnit XML for CI")
+    output.add_argument(
+        "--plain", action="store_true", help="line-based output even on a terminal (default when piped)"
+    )
     output.add_argument("--quiet", action="store_true", help="do not stream the workers' output")
     output.add_argument("--verbose", action="store_true", help="show tracebacks of orchestrator errors")
     return parser
@@ -110,6 +172,17 @@ def check_spec_file(spec: Path) -> None:
         raise UsageError(f"spec {spec} defines no class, so no StopAndGoHarness subclass")
 
 
+def _kill_at(value: str | None, seed: int) -> str | None:
+    """``--kill-at`` as the phase plan spells it: ``"STEP"`` or ``"random:SEED"``."""
+    if value is None:
+        return None
+    if value == "random":
+        return f"random:{seed}"
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"--kill-at takes a step (a positive integer) or 'random', not {value!r}")
+    return value
+
+
 def _default_run_dir(spec: Path) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("stop_and_go_runs") / f"{spec.stem}-{stamp}"
@@ -121,13 +194,65 @@ def _prepare_run_dir(run_dir: Path) -> RunLayout:
         raise UsageError(f"run dir {run_dir} already holds a run; choose another --run-dir or remove it")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-probe"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
     except OSError as err:
-        raise UsageError(f"cannot create run dir {run_dir}: {err.strerror or err}") from err
+        raise RunDirError(f"cannot write run dir {run_dir}: {err.strerror or err}") from err
     return layout
+
+
+SUBCOMMANDS = ("sbatch", "suite", "self-test")
+
+
+def _run_subcommand(name: str, argv: list[str]) -> int:
+    """``python -m orchestrator sbatch|suite ...``: handed whole to that module's main."""
+    if name == "sbatch":
+        from orchestrator.slurm import main as sbatch_main
+
+        return sbatch_main(argv)
+    if name == "self-test":
+        from orchestrator.selftest import main as selftest_main
+
+        return selftest_main(argv)
+    from orchestrator.suite import main as suite_main
+
+    return suite_main(argv)
+
+
+def _load_tolerances(path: Path) -> dict[str, list[float]]:
+    from orchestrator.calibrate import load_tolerances
+
+    try:
+        return load_tolerances(path)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+
+
+def _calibrate(args: argparse.Namespace, run_dir: Path, out: TextIO, lock: FileLock) -> int:
+    """``--calibrate``: two continuous runs and the noise floor of every metric."""
+    from orchestrator.calibrate import CalibrationFailed, run_calibration
+
+    events = PlainEvents(out, echo_workers=not args.quiet)
+    try:
+        return run_calibration(
+            args.spec.resolve(), run_dir, args.harness, args.nproc_per_node, args.timeout, events, out
+        )
+    except CalibrationFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(ExitCode.REFERENCE_FAILED)
+    except KeyboardInterrupt:
+        print(f"error: interrupted; workers killed; logs in {run_dir}", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        lock.release()
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     """Runs the orchestrator; returns its exit code (see ``ExitCode``)."""
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] in SUBCOMMANDS:
+        return _run_subcommand(args_in[0], args_in[1:])
     out = out or sys.stdout
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
@@ -135,8 +260,29 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         check_spec_file(args.spec)
         if args.nproc_per_node < 1:
             raise UsageError("--nproc-per-node must be at least 1")
+        if args.nnodes < 1:
+            raise UsageError("--nnodes must be at least 1")
         if args.timeout <= 0:
             raise UsageError("--timeout must be positive")
+        if args.cycles < 1:
+            raise UsageError("--cycles must be at least 1")
+        kill_at = _kill_at(args.kill_at, args.seed)
+        if kill_at and args.kill_during_save:
+            raise UsageError("--kill-at and --kill-during-save choose different stop points; pick one")
+        for flag, path in (
+            ("--html-report", args.html_report),
+            ("--png-report", args.png_report),
+            ("--junit-xml", args.junit_xml),
+        ):
+            problem = path and output_path_problem(path)
+            if problem:
+                raise UsageError(f"{flag}: {problem}")
+        if args.calibrate and args.nnodes > 1:
+            raise UsageError("--calibrate runs on one node; leave out --nnodes")
+        tolerances = _load_tolerances(args.tolerances) if args.tolerances else None
+        if tolerances:
+            # The workers' resume-point check reads it; torchrun passes our env through.
+            os.environ[ENV_TOLERANCES] = json.dumps(tolerances)
         run_dir = (args.run_dir or _default_run_dir(args.spec)).resolve()
         layout = _prepare_run_dir(run_dir)
         lock = FileLock(str(layout.lock), timeout=0)
@@ -147,6 +293,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
+    except RunDirError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return int(ExitCode.RUN_DIR_UNUSABLE)
+    if args.calibrate:
+        return _calibrate(args, run_dir, out, lock)
 
     options = RunOptions(
         spec=args.spec.resolve(),
@@ -157,19 +308,42 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         grace_s=args.grace,
         timeout_s=args.timeout,
         reference=args.reference,
+        cycles=args.cycles,
+        kill_at=kill_at,
+        kill_during_save=args.kill_during_save,
+        nnodes=args.nnodes,
+        tolerances=tolerances,
     )
-    orchestrator = Orchestrator(options, PlainEvents(out, echo_workers=not args.quiet))
+    live = None
+    if out.isatty() and not (args.plain or args.quiet) and os.environ.get("TERM") != "dumb":
+        from orchestrator.live import LiveEvents  # rich, only for a terminal
+
+        live = LiveEvents(out, run_dir, args.spec.name)
+    orchestrator = Orchestrator(options, live or PlainEvents(out, echo_workers=not args.quiet))
     previous = _install_signal_handlers(orchestrator)
     try:
         write_run_json(layout, options, orchestrator.run_id)
-        outcome = orchestrator.run()
+        if live:
+            live.start()
+        try:
+            outcome = orchestrator.run()
+        finally:
+            if live:
+                live.stop()
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
         report = report_dict(outcome, options, peak_rss_mb)
         write_json_atomic(layout.report, report)
         if args.json_report:
             write_json_atomic(args.json_report, report)
-        out.write(human_summary(outcome, options))
+        written, write_errors = write_report_files(report, args.html_report, args.png_report, args.junit_xml)
+        if live:
+            live.print_summary(report)
+        else:
+            out.write(human_summary(outcome, options))
+        out.write("".join(line + "\n" for line in written))
         out.flush()
+        for line in write_errors:
+            print(f"error: {line}", file=sys.stderr)
         if outcome.code != ExitCode.VERIFIED:
             print(f"error: {outcome.message}", file=sys.stderr)
         return int(outcome.code)
@@ -178,6 +352,10 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: interrupted by {interrupted}; logs in {run_dir}", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - one line unless --verbose
+        if isinstance(err, OSError) and err.errno in _RUN_DIR_ERRNOS:
+            # Atomic writes leave no torn protocol file behind; the run is simply unusable.
+            print(f"error: run dir {run_dir} became unusable: {err.strerror} ({err.filename})", file=sys.stderr)
+            return int(ExitCode.RUN_DIR_UNUSABLE)
         if verbose:
             traceback.print_exc()
         print(f"error: internal error: {type(err).__name__}: {err} (logs in {run_dir})", file=sys.stderr)

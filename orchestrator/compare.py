@@ -7,7 +7,9 @@ Integers, booleans and strings compare exactly; floats within ``rtol``/``atol``
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,6 +20,19 @@ DEFAULT_RTOL = 1e-6
 DEFAULT_ATOL = 1e-9
 
 Tolerances = Mapping[str, Sequence[float]]
+
+# ``--tolerances FILE``: the orchestrator passes the table to the workers as JSON in this
+# variable, so the resume-point check in the workers honours it like the verdict does.
+ENV_TOLERANCES = "STOP_AND_GO_TOLERANCES"
+
+
+def tolerances_from_env() -> dict[str, list[float]]:
+    """The ``--tolerances`` table the orchestrator passed down (empty when none)."""
+    raw = os.environ.get(ENV_TOLERANCES)
+    if not raw:
+        return {}
+    table = json.loads(raw)
+    return {str(k): [float(v[0]), float(v[1])] for k, v in table.items()}
 
 
 def tolerance_for(metric: str, tolerances: Tolerances | None) -> tuple[float, float]:
@@ -122,11 +137,14 @@ def compare_trajectories(
     candidate: Mapping[int, Sequence[Mapping[str, Any]]],
     steps: Sequence[int] | None = None,
     tolerances: Tolerances | None = None,
+    only_recorded: bool = False,
 ) -> TrajectoryComparison:
     """Compares per-rank trajectories (lists of ``{"step", "metrics"}``) step by step.
 
     ``steps`` limits the comparison to those steps (default: every step the reference
-    recorded). A step the reference has and the candidate lacks is reported as missing.
+    recorded). A step the reference has and the candidate lacks is reported as missing,
+    unless ``only_recorded``: then each rank is compared on the steps it recorded (a
+    killed phase's ranks may have flushed different amounts before the kill).
     """
     divergences: list[MetricCheck] = []
     missing: dict[int, list[int]] = {}
@@ -136,6 +154,8 @@ def compare_trajectories(
         ref = _by_step(reference[rank])
         cand = _by_step(candidate.get(rank, []))
         wanted = sorted(ref) if steps is None else sorted(s for s in steps if s in ref)
+        if only_recorded:
+            wanted = [s for s in wanted if s in cand]
         all_steps.update(wanted)
         first_bad: dict[str, MetricCheck] = {}
         for step in wanted:

@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     GO_FAILED = 4
     TIMEOUT = 5
     REFERENCE_FAILED = 6
+    RUN_DIR_UNUSABLE = 7
+    GPU_NOT_RELEASED = 8
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
 
@@ -27,6 +29,8 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.GO_FAILED: "go phase failed: the resumed workers crashed or did not report",
     ExitCode.TIMEOUT: "timeout or hang: no sentinel, or a phase did not finish within --timeout",
     ExitCode.REFERENCE_FAILED: "the continuous reference run failed",
+    ExitCode.RUN_DIR_UNUSABLE: "the run dir cannot be written (unwritable, not a directory, or disk full)",
+    ExitCode.GPU_NOT_RELEASED: "a killed run still held GPU memory when the next phase was due",
     ExitCode.INTERNAL_ERROR: "internal error of the orchestrator (a bug: please report it)",
     ExitCode.INTERRUPTED: "interrupted by SIGINT or SIGTERM; workers were killed first",
 }

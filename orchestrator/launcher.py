@@ -26,7 +26,7 @@ from typing import Protocol
 import psutil
 
 from orchestrator.events import RunEvents
-from orchestrator.process_tree import KillReport, kill_run
+from orchestrator.process_tree import KillReport, kill_run, set_parent_death_signal
 from orchestrator.protocol import ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
 
 WORKER_ENTRY_MODULE = "workers.entry"
@@ -119,6 +119,8 @@ def worker_env(layout: RunLayout, run_id: str, wait_for_kill_s: float) -> dict[s
             ENV_RUN_ID: run_id,
             ENV_WAIT_FOR_KILL_S: str(wait_for_kill_s),
             "PYTHONUNBUFFERED": "1",
+            # A dead peer must end a NCCL collective with an error, not hang it.
+            "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
         }
     )
     return env
@@ -151,6 +153,7 @@ class PhaseProcess:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=set_parent_death_signal,  # the agent dies with the orchestrator
         )
         self.started = time.monotonic()
         self.pids_seen.add(self.popen.pid)

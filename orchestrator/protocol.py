@@ -12,8 +12,12 @@ Run-directory layout (``RunLayout``)::
     RUN_DIR/
       run.json                 orchestrator: spec, arguments, phases, pids
       orchestrator.lock        held by the orchestrator for the whole run
-      sentinel.json            rank 0 of the stop run: "checkpoint of step N is complete"
-      results/<phase>/rankR.json   worker entry: status, pid, error, wall time
+      phases/<label>.json      orchestrator: the plan of each phase (mode, kill point, ...)
+      sentinel.json            rank 0 of a stopping run: "checkpoint of step N is complete"
+      sentinels/<label>.json   the sentinel of each stopping phase, kept once handled
+      saving.json              rank 0, --kill-during-save: "a checkpoint write is half done"
+      stacks/<label>/rankR.txt Python stacks of every thread, dumped on SIGUSR1 (hangs)
+      results/<label>/rankR.json   worker entry: status, pid, error, wall time
       logs/<phase>.log         the phase's combined output (torchrun ``[defaultR]:`` prefixes)
       logs/<phase>/            torchrun's own per-rank logs
       harness/                 root_dir of the stop and go harness (checkpoints, metadata)
@@ -22,9 +26,12 @@ Run-directory layout (``RunLayout``)::
 
 Inside a harness's metadata directory (``root_dir / exp_name``, see ``MetadataLayout``)::
 
-      metadata/rankR.json      metrics saved at the stop checkpoint, per rank
-      resume_check/rankR.json  saved vs resumed metrics, per rank, written by the go run
-      trajectory/<phase>/rankR.json   per-step metrics of one phase, per rank
+      metadata/stepS/rankR.json    metrics of the state each checkpoint holds, per rank
+      resume_check/<label>/rankR.json   saved vs resumed metrics of a resumed phase
+      trajectory/<label>/rankR.json     per-step metrics of one phase, per rank
+
+A phase is named by its *label*: ``stop``, ``go1`` ... ``go<N-1>`` (resumed phases that
+stop again, with ``--cycles N``), ``go`` (the final resumed phase) and ``continuous``.
 
 Environment variables the orchestrator sets for workers (torchrun passes them through,
 the way it passes ``RANK`` and ``WORLD_SIZE``) are named by the ``ENV_*`` constants.
@@ -52,10 +59,13 @@ ENV_RUN_DIR = "STOP_AND_GO_RUN_DIR"
 ENV_RUN_ID = "STOP_AND_GO_RUN_ID"
 # How long stop workers wait to be killed after writing the sentinel before raising.
 ENV_WAIT_FOR_KILL_S = "STOP_AND_GO_WAIT_FOR_KILL_S"
+# The label of the phase a worker runs (set by the worker entry from its --phase).
+ENV_PHASE_LABEL = "STOP_AND_GO_PHASE_LABEL"
 
 # How long a reader or writer waits for a protocol file's lock.
 LOCK_TIMEOUT_S = 30.0
 
+# Modes (and the labels of the three phases of a one-cycle run).
 PHASE_STOP = "stop"
 PHASE_GO = "go"
 PHASE_CONTINUOUS = "continuous"
@@ -130,14 +140,60 @@ def _from_dict(cls: Any, data: dict[str, Any], what: str) -> Any:
 
 
 @dataclass
+class PhasePlan:
+    """What the orchestrator asks of one phase; read by the workers at start.
+
+    Attributes:
+        label: the phase's name (directory names use it).
+        mode: ``stop``, ``go`` or ``continuous`` (the harness ``Mode`` value).
+        stop_after_resume: a resumed phase that stops again (the middle of ``--cycles``).
+        kill_at: stop at this global step (``"7"``) or at a step drawn from a seed
+            (``"random:SEED"``) instead of at the first checkpointed validation.
+        kill_during_save: stop halfway through writing ``last.ckpt`` of the second
+            checkpoint, leaving it torn on disk.
+    """
+
+    label: str
+    mode: str
+    stop_after_resume: bool = False
+    kill_at: str | None = None
+    kill_during_save: bool = False
+
+    @property
+    def stops(self) -> bool:
+        """Whether this phase ends by being killed (it writes a sentinel or save marker)."""
+        return self.mode == PHASE_STOP or self.stop_after_resume
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PhasePlan:
+        return _from_dict(cls, data, "phase plan")
+
+    @classmethod
+    def default_for(cls, label: str) -> PhasePlan:
+        """The plan of a phase launched without one: the label is the mode."""
+        if label not in PHASES:
+            raise ProtocolError(f"no plan for phase {label!r} and it is not one of {', '.join(PHASES)}")
+        return cls(label=label, mode=label)
+
+
+@dataclass
 class Sentinel:
-    """Written by rank 0 of the stop run once the metadata and the checkpoint are complete."""
+    """Written by rank 0 of a stopping run once the metadata and the checkpoint are complete.
+
+    ``step`` is the step of the checkpoint a resume will start from; ``stopped_at`` is
+    the step training had reached when it stopped (later than ``step`` with ``--kill-at``).
+    """
 
     step: int
     checkpoint_path: str
     metadata_dir: str
     world_size: int
     pid: int
+    label: str = PHASE_STOP
+    stopped_at: int | None = None
     written_at: float = field(default_factory=time.time)
     protocol_version: int = PROTOCOL_VERSION
 
@@ -181,14 +237,14 @@ class MetadataLayout:
     def __init__(self, metadata_dir: str | os.PathLike[str]) -> None:
         self.root = Path(metadata_dir)
 
-    def metadata(self, rank: int) -> Path:
-        return self.root / "metadata" / f"rank{rank}.json"
+    def metadata(self, rank: int, step: int) -> Path:
+        return self.root / "metadata" / f"step{step}" / f"rank{rank}.json"
 
-    def resume_check(self, rank: int) -> Path:
-        return self.root / "resume_check" / f"rank{rank}.json"
+    def resume_check(self, label: str, rank: int) -> Path:
+        return self.root / "resume_check" / label / f"rank{rank}.json"
 
-    def trajectory(self, phase: str, rank: int) -> Path:
-        return self.root / "trajectory" / phase / f"rank{rank}.json"
+    def trajectory(self, label: str, rank: int) -> Path:
+        return self.root / "trajectory" / label / f"rank{rank}.json"
 
     def sentinel(self) -> Path:
         """Where the sentinel goes when no orchestrator run directory is set."""
@@ -213,6 +269,19 @@ class RunLayout:
     def sentinel(self) -> Path:
         return self.root / "sentinel.json"
 
+    def archived_sentinel(self, label: str) -> Path:
+        return self.root / "sentinels" / f"{label}.json"
+
+    @property
+    def saving_marker(self) -> Path:
+        return self.root / "saving.json"
+
+    def phase_plan(self, label: str) -> Path:
+        return self.root / "phases" / f"{label}.json"
+
+    def stacks(self, label: str, rank: int) -> Path:
+        return self.root / "stacks" / label / f"rank{rank}.txt"
+
     @property
     def report(self) -> Path:
         return self.root / "report.json"
@@ -233,9 +302,23 @@ class RunLayout:
     def results_dir(self, phase: str) -> Path:
         return self.root / "results" / phase
 
-    def harness_root(self, phase: str) -> Path:
-        """The harness ``root_dir``: stop and go share one, the reference has its own."""
-        return self.root / ("reference" if phase == PHASE_CONTINUOUS else "harness")
+    def harness_root(self, mode: str) -> Path:
+        """The harness ``root_dir``: stopping and resumed phases share one, the reference has its own."""
+        return self.root / ("reference" if mode == PHASE_CONTINUOUS else "harness")
+
+
+def read_phase_plan(layout: RunLayout, label: str) -> PhasePlan:
+    """The plan the orchestrator wrote for ``label``, or the default plan of that label."""
+    data = read_json(layout.phase_plan(label))
+    return PhasePlan.from_dict(data) if data is not None else PhasePlan.default_for(label)
+
+
+def current_phase_plan() -> PhasePlan | None:
+    """In a worker: the plan of the phase being run, found through the environment."""
+    run_dir, label = os.environ.get(ENV_RUN_DIR), os.environ.get(ENV_PHASE_LABEL)
+    if not run_dir or not label:
+        return None
+    return read_phase_plan(RunLayout(run_dir), label)
 
 
 def sentinel_path_for(metadata_dir: str | os.PathLike[str]) -> Path:
@@ -244,6 +327,14 @@ def sentinel_path_for(metadata_dir: str | os.PathLike[str]) -> Path:
     if run_dir:
         return RunLayout(run_dir).sentinel
     return MetadataLayout(metadata_dir).sentinel()
+
+
+def saving_marker_path_for(metadata_dir: str | os.PathLike[str]) -> Path:
+    """Where ``--kill-during-save`` announces a half-written checkpoint (see ``sentinel_path_for``)."""
+    run_dir = os.environ.get(ENV_RUN_DIR)
+    if run_dir:
+        return RunLayout(run_dir).saving_marker
+    return Path(metadata_dir) / "saving.json"
 
 
 def wait_for_kill_s_from_env(default: float = 0.0) -> float:

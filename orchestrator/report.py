@@ -27,6 +27,8 @@ def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | N
         "sentinel": outcome.sentinel.to_dict() if outcome.sentinel else None,
         "sentinel_to_detect_s": outcome.detect_latency_s,
         "sentinel_to_all_dead_s": outcome.kill_latency_s,
+        "stops": outcome.stops,
+        "stack_dumps": outcome.stack_dumps,
         "phases": [asdict(p) for p in outcome.phases],
         "verdict": outcome.verdict.to_dict() if outcome.verdict else None,
         "leftover_pids": outcome.leftover_pids,

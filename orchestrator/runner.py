@@ -1,5 +1,9 @@
 """The run itself: stop -> sentinel -> kill -> go -> continuous reference -> verdict.
 
+With ``--cycles N`` the resumed phases ``go1`` ... ``go<N-1>`` are stopped and killed in
+turn before the final ``go``; with ``--kill-at`` the stop lands between checkpoints; with
+``--kill-during-save`` it lands halfway through writing ``last.ckpt``.
+
 Each phase is a fresh torchrun launch, so nothing a worker held in memory survives into
 the next phase. Whatever happens (failure, timeout, a signal to the orchestrator), every
 process of the run is killed and confirmed dead before the run returns.
@@ -7,6 +11,9 @@ process of the run is killed and confirmed dead before the run returns.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import signal
 import time
 import uuid
@@ -16,12 +23,15 @@ from typing import Any
 
 from orchestrator.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
 from orchestrator.exit_codes import ExitCode
-from orchestrator.launcher import PhaseProcess, torchrun_command
+from orchestrator.gpu import wait_for_gpu_release
+from orchestrator.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
+from orchestrator.multinode import multinode_launcher
 from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import (
     PHASE_CONTINUOUS,
     PHASE_GO,
     PHASE_STOP,
+    PhasePlan,
     RunLayout,
     Sentinel,
     WorkerResult,
@@ -29,9 +39,14 @@ from orchestrator.protocol import (
     read_results,
     write_json_atomic,
 )
+from orchestrator.slurm_steps import slurm_launch_requested
 from orchestrator.verdict import Verdict, judge
 
 POLL_INTERVAL_S = 0.05
+# How long a hung worker gets to write its stacks after SIGUSR1.
+STACK_DUMP_WAIT_S = 1.0
+# How long killed CUDA processes may keep GPU memory before the next phase gives up.
+GPU_RELEASE_TIMEOUT_S = 60.0
 
 
 class RunFailed(Exception):
@@ -63,6 +78,22 @@ class RunOptions:
     grace_s: float = 10.0
     timeout_s: float = 600.0
     reference: bool = True
+    nnodes: int = 1
+    cycles: int = 1
+    kill_at: str | None = None  # "STEP" or "random:SEED"
+    kill_during_save: bool = False
+    # --tolerances: per-metric [rtol, atol] that override the spec's in the verdict (issue 4).
+    tolerances: dict[str, list[float]] | None = None
+
+    def plans(self) -> list[PhasePlan]:
+        """The phases of the run before the reference: the stopping ones, then the final go."""
+        plans = [PhasePlan(PHASE_STOP, PHASE_STOP, kill_at=self.kill_at, kill_during_save=self.kill_during_save)]
+        # A fixed kill step applies to the first stop; a seeded one draws a step per phase.
+        later_kill_at = self.kill_at if self.kill_at and self.kill_at.startswith("random:") else None
+        for cycle in range(1, self.cycles):
+            plans.append(PhasePlan(f"go{cycle}", PHASE_GO, stop_after_resume=True, kill_at=later_kill_at))
+        plans.append(PhasePlan(PHASE_GO, PHASE_GO))
+        return plans
 
 
 @dataclass
@@ -92,6 +123,8 @@ class RunOutcome:
     sentinel: Sentinel | None = None
     kill_latency_s: float | None = None
     detect_latency_s: float | None = None
+    stops: list[dict[str, Any]] = field(default_factory=list)
+    stack_dumps: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     leftover_pids: list[int] = field(default_factory=list)
 
@@ -99,12 +132,15 @@ class RunOutcome:
 class Orchestrator:
     """Runs one spec through stop, kill, go and the reference, in separate processes."""
 
-    def __init__(self, options: RunOptions, events: RunEvents) -> None:
+    def __init__(self, options: RunOptions, events: RunEvents, launcher: Launcher | None = None) -> None:
         self.options = options
+        self.launcher = launcher or LocalTorchrunLauncher(options.spec, options.harness, options.nproc_per_node)
+        if launcher is None and (options.nnodes > 1 or slurm_launch_requested()):  # N agents or Slurm
+            self.launcher = multinode_launcher(options.spec, options.harness, options.nproc_per_node, options.nnodes)
         self.layout = RunLayout(options.run_dir)
         self.run_id = uuid.uuid4().hex
         self.events = events
-        self.active: PhaseProcess | None = None
+        self.active: PhaseHandle | None = None
         self.outcome = RunOutcome(ExitCode.INTERNAL_ERROR, "", options.run_dir)
         # Set while cleaning up, so a second signal cannot interrupt the cleanup.
         self.cleaning_up = False
@@ -113,15 +149,21 @@ class Orchestrator:
         """Runs every phase and returns the outcome; never leaves a process behind."""
         outcome = self.outcome
         try:
-            sentinel = self._stop_phase()
-            go_results = self._go_phase(sentinel)
+            plans = self.options.plans()
+            for plan in plans:
+                write_json_atomic(self.layout.phase_plan(plan.label), plan.to_dict())
+            for plan in plans[:-1]:
+                self._stopping_phase(plan)
+            go_results = self._go_phase(plans[-1])
             reference_dir = self._reference_phase() if self.options.reference else None
+            first = outcome.stops[0]
             outcome.verdict = judge(
-                sentinel.metadata_dir,
-                sentinel.step,
-                sentinel.world_size,
+                first["metadata_dir"],
+                first["world_size"],
                 reference_dir,
-                tolerances=_tolerances(go_results),
+                resumed_labels=[p.label for p in plans if p.mode == PHASE_GO],
+                stopping_labels=[p.label for p in plans[:-1]],
+                tolerances={**_tolerances(go_results), **(self.options.tolerances or {})},
             )
             if outcome.verdict.ok:
                 outcome.code, outcome.message = ExitCode.VERIFIED, "resume verified"
@@ -142,22 +184,24 @@ class Orchestrator:
             outcome.leftover_pids = leftover.survivors
         return outcome
 
+    def stop_once(self) -> dict[str, Any]:
+        """Runs only the first stopping phase and its kill; returns its record (benchmarks)."""
+        plan = self.options.plans()[0]
+        write_json_atomic(self.layout.phase_plan(plan.label), plan.to_dict())
+        try:
+            self._stopping_phase(plan)
+        finally:
+            self.cleaning_up = True
+            self._kill_active("cleanup")
+            kill_run(None, self.run_id)
+        return self.outcome.stops[-1]
+
     # -- phases ---------------------------------------------------------------------
 
-    def _launch(self, phase: str) -> tuple[PhaseProcess, PhaseRecord]:
-        command = torchrun_command(
-            self.options.spec, phase, self.layout, self.options.nproc_per_node, self.options.harness
-        )
-        proc = PhaseProcess(
-            phase,
-            command,
-            self.layout,
-            self.run_id,
-            wait_for_kill_s=self.options.timeout_s,
-            events=self.events,
-        )
+    def _launch(self, phase: str) -> tuple[PhaseHandle, PhaseRecord]:
+        proc = self.launcher.launch(phase, self.layout, self.run_id, self.options.timeout_s, self.events)
         self.active = proc
-        record = PhaseRecord(phase, command, proc.pid, log=str(proc.log_path))
+        record = PhaseRecord(phase, proc.command, proc.pid, log=str(proc.log_path))
         self.outcome.phases.append(record)
         self.events.event(
             PHASE_STARTED,
@@ -168,7 +212,7 @@ class Orchestrator:
         )
         return proc, record
 
-    def _finish(self, proc: PhaseProcess, record: PhaseRecord, outcome: str) -> None:
+    def _finish(self, proc: PhaseHandle, record: PhaseRecord, outcome: str) -> None:
         record.exit_code = proc.reap()
         record.wall_s = time.monotonic() - proc.started
         record.outcome = outcome
@@ -190,63 +234,116 @@ class Orchestrator:
         proc = self.active
         if proc is None:
             return None
-        proc.note_pids()
-        report = kill_run(proc.pid, self.run_id, self.options.kill_signal, self.options.grace_s)
+        report = proc.kill(self.options.kill_signal, self.options.grace_s)
         record = self.outcome.phases[-1]
         record.kill = report.to_dict()
         self._finish(proc, record, why)
         return report
 
-    def _fail_if_overdue(self, proc: PhaseProcess, record: PhaseRecord, what: str) -> None:
-        """Kills the phase and ends the run with TIMEOUT once it has run past --timeout."""
+    def _fail_if_overdue(self, proc: PhaseHandle, record: PhaseRecord, what: str) -> None:
+        """Dumps stacks, kills the phase and ends the run with TIMEOUT once past --timeout."""
         if time.monotonic() - proc.started <= self.options.timeout_s:
             return
+        dumps = self._dump_stacks(proc.phase)
         self._kill_active("timeout")
+        where = f"; stacks in {Path(dumps[0]).parent}" if dumps else ""
         raise RunFailed(
             ExitCode.TIMEOUT,
-            f"{proc.phase} phase {what} within {self.options.timeout_s:g}s; workers killed (log: {record.log})",
+            f"{proc.phase} phase {what} within {self.options.timeout_s:g}s; workers killed (log: {record.log}{where})",
         )
 
-    def _stop_phase(self) -> Sentinel:
-        proc, record = self._launch(PHASE_STOP)
+    def _dump_stacks(self, label: str) -> list[str]:
+        """Asks every worker of ``label`` for its Python stacks (SIGUSR1, see workers.entry)."""
+        results = read_results(self.layout, label)
+        for result in results.values():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(result.pid, signal.SIGUSR1)
+        time.sleep(STACK_DUMP_WAIT_S)
+        dumps = [
+            str(self.layout.stacks(label, rank))
+            for rank in sorted(results)
+            if self.layout.stacks(label, rank).is_file() and self.layout.stacks(label, rank).stat().st_size > 0
+        ]
+        self.outcome.stack_dumps.extend(dumps)
+        return dumps
+
+    def _wait_for_stop(self, proc: PhaseHandle, record: PhaseRecord, plan: PhasePlan) -> dict[str, Any]:
+        """Polls until the phase's trigger file appears: the sentinel, or the save marker."""
+        trigger = self.layout.saving_marker if plan.kill_during_save else self.layout.sentinel
+        what = "reached no half-written save" if plan.kill_during_save else "wrote no sentinel"
         while True:
-            data = read_json(self.layout.sentinel)
+            data = read_json(trigger)
             if data is not None:
-                sentinel = Sentinel.from_dict(data)
-                break
+                return data
             code = proc.poll()
             if code is not None:
                 self._finish(proc, record, "died before the sentinel")
-                self._raise_worker_failure(PHASE_STOP, ExitCode.STOP_FAILED, code, record)
-            self._fail_if_overdue(proc, record, "wrote no sentinel")
+                self._raise_worker_failure(plan.label, ExitCode.STOP_FAILED, code, record)
+            self._fail_if_overdue(proc, record, what)
             time.sleep(POLL_INTERVAL_S)
 
+    def _stopping_phase(self, plan: PhasePlan) -> None:
+        proc, record = self._launch(plan.label)
+        data = self._wait_for_stop(proc, record, plan)
         detected = time.time()
-        self.events.event(
-            SENTINEL_SEEN,
-            PHASE_STOP,
-            f"stop: sentinel at step {sentinel.step} ({sentinel.checkpoint_path}); killing the workers",
-            step=sentinel.step,
-            checkpoint_path=sentinel.checkpoint_path,
-        )
+        if plan.kill_during_save:
+            message = f"{plan.label}: {data['path']} half written ({data['bytes_written']} of {data['bytes']} bytes)"
+            sentinel = None
+            written_at = float(data["written_at"])
+        else:
+            sentinel = Sentinel.from_dict(data)
+            message = (
+                f"{plan.label}: sentinel at step {sentinel.stopped_at}, checkpoint of step {sentinel.step} "
+                f"({sentinel.checkpoint_path})"
+            )
+            written_at = sentinel.written_at
+        self.events.event(SENTINEL_SEEN, plan.label, message + "; killing the workers", **data)
         report = self._kill_active("killed after the sentinel")
         all_dead = time.time()
         assert report is not None
         if not report.all_dead:
-            raise RunFailed(ExitCode.STOP_FAILED, f"stop processes survived {report.signal}: pids {report.survivors}")
-        self.outcome.sentinel = sentinel
-        self.outcome.detect_latency_s = detected - sentinel.written_at
-        self.outcome.kill_latency_s = all_dead - sentinel.written_at
+            raise RunFailed(
+                ExitCode.STOP_FAILED, f"{plan.label} processes survived {report.signal}: pids {report.survivors}"
+            )
+        # Keep the trigger file for the record, out of the way of the next stopping phase.
+        trigger = self.layout.saving_marker if plan.kill_during_save else self.layout.sentinel
+        archived = self.layout.archived_sentinel(plan.label)
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(trigger, archived)
+        results = read_results(self.layout, plan.label)
+        metadata_dir = sentinel.metadata_dir if sentinel else next(iter(results.values())).metadata_dir
+        self.outcome.stops.append(
+            {
+                "label": plan.label,
+                "trigger": data,
+                "metadata_dir": metadata_dir,
+                "world_size": sentinel.world_size if sentinel else len(results),
+                "kill": report.to_dict(),
+                "sentinel_to_detect_s": detected - written_at,
+                "sentinel_to_all_dead_s": all_dead - written_at,
+            }
+        )
+        if self.outcome.kill_latency_s is None:
+            self.outcome.sentinel = sentinel
+            self.outcome.detect_latency_s = detected - written_at
+            self.outcome.kill_latency_s = all_dead - written_at
+        gpu = wait_for_gpu_release(report.pids, GPU_RELEASE_TIMEOUT_S)
+        self.outcome.stops[-1]["gpu_release"] = gpu.to_dict()
+        if not gpu.released:
+            raise RunFailed(
+                ExitCode.GPU_NOT_RELEASED,
+                f"{plan.label}: killed processes still hold memory on GPUs {gpu.holders} after "
+                f"{GPU_RELEASE_TIMEOUT_S:g}s; the next phase would start on a busy GPU",
+            )
         self.events.event(
             KILLED,
-            PHASE_STOP,
-            f"stop: {len(report.pids)} processes killed with {report.signal}, all confirmed gone "
-            f"{self.outcome.kill_latency_s:.3f}s after the sentinel",
+            plan.label,
+            f"{plan.label}: {len(report.pids)} processes killed with {report.signal}, all confirmed gone "
+            f"{all_dead - written_at:.3f}s after the sentinel",
             signal=report.signal,
             pids=report.pids,
-            latency_s=self.outcome.kill_latency_s,
+            latency_s=all_dead - written_at,
         )
-        return sentinel
 
     def _run_to_end(self, phase: str) -> tuple[PhaseRecord, dict[int, WorkerResult]]:
         proc, record = self._launch(phase)
@@ -258,14 +355,14 @@ class Orchestrator:
         kill_run(None, self.run_id)
         return record, read_results(self.layout, phase)
 
-    def _go_phase(self, sentinel: Sentinel) -> dict[int, WorkerResult]:
-        record, results = self._run_to_end(PHASE_GO)
+    def _go_phase(self, plan: PhasePlan) -> dict[int, WorkerResult]:
+        record, results = self._run_to_end(plan.label)
         self._raise_spec_error(results)
         if any(r.status == "mismatch" for r in results.values()):
             record.outcome = "resume mismatch"
             return results
-        if record.exit_code != 0 or len(results) < sentinel.world_size:
-            self._raise_worker_failure(PHASE_GO, ExitCode.GO_FAILED, record.exit_code, record)
+        if record.exit_code != 0 or len(results) < self.outcome.stops[-1]["world_size"]:
+            self._raise_worker_failure(plan.label, ExitCode.GO_FAILED, record.exit_code, record)
         return results
 
     def _reference_phase(self) -> str:
@@ -296,8 +393,27 @@ class Orchestrator:
         results = {r["rank"]: WorkerResult.from_dict(r) for r in record.results}
         self._raise_spec_error(results)
         errors = [r for r in results.values() if r.error]
-        reason = f"rank {errors[0].rank}: {errors[0].error}" if errors else f"torchrun exited with {exit_code}"
+        if errors:
+            reason = f"rank {errors[0].rank}: {errors[0].error}"
+        else:  # died before writing a result (e.g. the worker package failed to import)
+            reason = _last_worker_error(Path(record.log)) or f"torchrun exited with {exit_code}"
         raise RunFailed(code, f"{phase} phase failed: {reason} (log: {record.log})")
+
+
+_WORKER_ERROR_LINE = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:(\w+(?:Error|Exception|Interrupt)\b.*)$")
+
+
+def _last_worker_error(log: Path) -> str | None:
+    """The last exception line a worker printed to the phase log, as "rank R: Error: ..."."""
+    try:
+        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        match = _WORKER_ERROR_LINE.match(line)
+        if match:
+            return f"rank {match.group(1)}: {match.group(2).strip()}"
+    return None
 
 
 def _tolerances(results: dict[int, WorkerResult]) -> dict[str, list[float]]:
@@ -319,6 +435,9 @@ def write_run_json(layout: RunLayout, options: RunOptions, run_id: str) -> None:
             "kill_signal": signal.Signals(options.kill_signal).name,
             "timeout_s": options.timeout_s,
             "reference": options.reference,
+            "cycles": options.cycles,
+            "kill_at": options.kill_at,
+            "kill_during_save": options.kill_during_save,
             "started_at": time.time(),
         },
     )

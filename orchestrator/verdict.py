@@ -1,14 +1,14 @@
 """Judging a run from the files the workers left: resume checks and trajectories.
 
-A resume is verified only if both hold:
+A resume is verified only if both hold, for every resumed phase:
 
-1. at the resume point, every rank's resumed metrics equal the metrics saved at the stop
-   checkpoint (the seed's check), and
-2. after the resume, go's per-step metrics equal the continuous reference run's, step by
-   step on every rank.
+1. at the resume point, every rank's resumed metrics equal the metrics saved with the
+   checkpoint it resumed from (the seed's check), and
+2. every step the phase trained equals the continuous reference run's, on every rank;
+   the final phase must cover every step after its resume point.
 
-The stop run's own steps are also compared with the reference's: if they differ, the
-spec is not deterministic and a go/reference difference would prove nothing.
+The first stop run's steps are compared with the reference's too: if they differ, the
+spec is not deterministic and a resumed/reference difference would prove nothing.
 """
 
 from __future__ import annotations
@@ -18,36 +18,84 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
+from orchestrator.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, read_json
 
 
 @dataclass
 class Verdict:
-    """The outcome of the checks; ``failures`` are one-line, human-readable reasons."""
+    """The outcome of the checks; ``failures`` are one-line, human-readable reasons.
 
-    resume_step: int
+    ``resume_step`` is the step of the first resume; ``resumes`` lists every resumed
+    phase (label, resumed step, checkpoint) when ``--cycles`` made several.
+    ``trajectories`` holds the comparison of each phase's steps with the reference;
+    ``stop_vs_reference`` and ``go_vs_reference`` are those of the first stop and the
+    final go.
+    """
+
+    resume_step: int | None
     resume_checks: list[MetricCheck] = field(default_factory=list)
-    go_vs_reference: TrajectoryComparison | None = None
-    stop_vs_reference: TrajectoryComparison | None = None
+    resumes: list[dict[str, Any]] = field(default_factory=list)
+    trajectories: dict[str, TrajectoryComparison] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # The data exactly-once check (None: no reference run, or batches without sample ids).
+    ledger: LedgerCheck | None = None
 
     @property
     def ok(self) -> bool:
         return not self.failures
 
+    @property
+    def go_vs_reference(self) -> TrajectoryComparison | None:
+        return self.trajectories.get(PHASE_GO)
+
+    @property
+    def stop_vs_reference(self) -> TrajectoryComparison | None:
+        return self.trajectories.get(PHASE_STOP)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "resume_step": self.resume_step,
+            "resumes": self.resumes,
             "failures": self.failures,
             "resume_checks": [c.to_dict() for c in self.resume_checks],
+            "trajectories": {label: t.to_dict() for label, t in self.trajectories.items()},
             "go_vs_reference": self.go_vs_reference.to_dict() if self.go_vs_reference else None,
             "stop_vs_reference": self.stop_vs_reference.to_dict() if self.stop_vs_reference else None,
+            "ledger": self.ledger.to_dict() if self.ledger else None,
+            "findings": self.findings(),
         }
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Every failed check as ``{metric, rank, step, where}``, earliest step first.
+
+        ``where`` is ``resume`` (saved vs resumed), a phase label (its trajectory against
+        the reference) or ``ledger``. A step missing from a resumed phase's trajectory is
+        a ``global_step`` finding: that phase's step count went astray.
+        """
+        found = [
+            {"metric": c.metric, "rank": c.rank, "step": self.resume_step, "where": "resume"}
+            for c in self.resume_checks
+            if not c.ok
+        ]
+        for label, comparison in self.trajectories.items():
+            found += [
+                {"metric": c.metric, "rank": c.rank, "step": c.step, "where": label} for c in comparison.divergences
+            ]
+            for rank, steps in comparison.missing_steps.items():
+                if steps:
+                    found.append({"metric": "global_step", "rank": rank, "step": min(steps), "where": label})
+        if self.ledger is not None:
+            found += [
+                {"metric": LEDGER_METRIC, "rank": p.rank, "step": p.step, "where": "ledger", "kind": p.kind}
+                for p in self.ledger.problems
+            ]
+        return sorted(found, key=lambda f: (f["step"] if f["step"] is not None else -1, f["rank"], f["metric"]))
 
 
 def read_trajectories(metadata_dir: str | Path, phase: str, world_size: int) -> dict[int, list[dict[str, Any]]]:
-    """Per-rank trajectory entries of one phase (missing ranks are left out)."""
+    """Per-rank trajectory entries of one phase label (missing ranks are left out)."""
     layout = MetadataLayout(metadata_dir)
     out = {}
     for rank in range(world_size):
@@ -57,18 +105,18 @@ def read_trajectories(metadata_dir: str | Path, phase: str, world_size: int) -> 
     return out
 
 
-def read_resume_checks(metadata_dir: str | Path, world_size: int) -> tuple[list[MetricCheck], list[int]]:
-    """All ranks' resume-point checks, and the ranks that wrote none."""
+def read_resume_checks(metadata_dir: str | Path, label: str, world_size: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every rank's resume check of one resumed phase, and the ranks that wrote none."""
     layout = MetadataLayout(metadata_dir)
-    checks: list[MetricCheck] = []
+    found: list[dict[str, Any]] = []
     missing = []
     for rank in range(world_size):
-        data = read_json(layout.resume_check(rank))
+        data = read_json(layout.resume_check(label, rank))
         if data is None:
             missing.append(rank)
-            continue
-        checks.extend(MetricCheck(**c) for c in data.get("checks", []))
-    return checks, missing
+        else:
+            found.append(data)
+    return found, missing
 
 
 def _describe(check: MetricCheck, expected_name: str, actual_name: str) -> str:
@@ -78,42 +126,79 @@ def _describe(check: MetricCheck, expected_name: str, actual_name: str) -> str:
 
 def judge(
     metadata_dir: str | Path,
-    resume_step: int,
     world_size: int,
     reference_metadata_dir: str | Path | None,
+    resumed_labels: list[str],
+    stopping_labels: list[str],
     tolerances: Tolerances | None = None,
 ) -> Verdict:
-    """Builds the verdict of a run whose go phase has finished."""
-    verdict = Verdict(resume_step=resume_step)
-    verdict.resume_checks, missing = read_resume_checks(metadata_dir, world_size)
-    for rank in missing:
-        verdict.failures.append(f"rank {rank} wrote no resume check (go never reached train start)")
-    for check in verdict.resume_checks:
-        if not check.ok:
-            verdict.failures.append("at resume: " + _describe(check, "saved", "resumed"))
+    """Builds the verdict of a run whose final resumed phase has finished.
+
+    Args:
+        metadata_dir: the stop/go harness's metadata directory.
+        world_size: ranks per phase.
+        reference_metadata_dir: the continuous run's metadata directory (None: no reference).
+        resumed_labels: the resumed phases in order (``go1`` ... ``go``).
+        stopping_labels: the phases that were killed, in order (``stop``, ``go1`` ...).
+        tolerances: per-metric ``(rtol, atol)`` overrides.
+    """
+    verdict = Verdict(resume_step=None)
+    for label in resumed_labels:
+        found, missing = read_resume_checks(metadata_dir, label, world_size)
+        for rank in missing:
+            verdict.failures.append(f"{label}: rank {rank} wrote no resume check (it never reached train start)")
+        if found:
+            first = found[0]
+            verdict.resumes.append(
+                {"label": label, "resumed_step": first["resumed_step"], "checkpoint": first.get("checkpoint")}
+            )
+            if verdict.resume_step is None:
+                verdict.resume_step = first["resumed_step"]
+        for data in found:
+            for raw in data.get("checks", []):
+                check = MetricCheck(**raw)
+                verdict.resume_checks.append(check)
+                if not check.ok:
+                    verdict.failures.append(f"at resume ({label}): " + _describe(check, "saved", "resumed"))
     if reference_metadata_dir is None:
         return verdict
 
     reference = read_trajectories(reference_metadata_dir, PHASE_CONTINUOUS, world_size)
-    after = {r: [e for e in entries if e["step"] > resume_step] for r, entries in reference.items()}
-    before = {r: [e for e in entries if e["step"] <= resume_step] for r, entries in reference.items()}
-    go = read_trajectories(metadata_dir, PHASE_GO, world_size)
-    stop = read_trajectories(metadata_dir, PHASE_STOP, world_size)
-    verdict.stop_vs_reference = compare_trajectories(before, stop, tolerances=tolerances)
-    verdict.go_vs_reference = compare_trajectories(after, go, tolerances=tolerances)
     for rank in range(world_size):
         if rank not in reference:
             verdict.failures.append(f"the reference run recorded no trajectory for rank {rank}")
+    for label in [*stopping_labels, *(lb for lb in resumed_labels if lb not in stopping_labels)]:
+        candidate = read_trajectories(metadata_dir, label, world_size)
+        start = next((r["resumed_step"] for r in verdict.resumes if r["label"] == label), None)
+        if label == resumed_labels[-1] and start is not None:
+            # The final phase must cover every reference step after its resume point.
+            steps = sorted({int(e["step"]) for entries in reference.values() for e in entries if e["step"] > start})
+            comparison = compare_trajectories(reference, candidate, steps=steps, tolerances=tolerances)
+        else:
+            # A killed phase is judged on what each of its ranks recorded before the kill.
+            comparison = compare_trajectories(reference, candidate, tolerances=tolerances, only_recorded=True)
+        verdict.trajectories[label] = comparison
+        # A missing step comes first: the steps after it are shifted, not wrong by themselves.
+        for rank, absent in comparison.missing_steps.items():
+            verdict.failures.append(
+                f"global_step ({label}, rank {rank}): {label} never recorded steps {absent} of the reference"
+            )
+        before_any_resume = bool(stopping_labels) and label == stopping_labels[0]
+        for check in sorted(comparison.divergences, key=lambda c: (c.step or 0, c.rank, c.metric)):
+            if before_any_resume:
+                verdict.failures.append(
+                    "spec is not deterministic: before the first stop, "
+                    + _describe(check, "reference", "stop")
+                    + "; resumed runs cannot be judged against the reference"
+                )
+                break
+            verdict.failures.append(f"after resume ({label}): " + _describe(check, "reference", label))
 
-    first_stop = verdict.stop_vs_reference.first_divergence()
-    if first_stop is not None:
-        verdict.failures.append(
-            "spec is not deterministic: before the stop, "
-            + _describe(first_stop, "reference", "stop")
-            + "; go cannot be judged against the reference"
-        )
-    for check in sorted(verdict.go_vs_reference.divergences, key=lambda c: (c.step or 0, c.rank, c.metric)):
-        verdict.failures.append("after resume: " + _describe(check, "reference", "go"))
-    for rank, steps in verdict.go_vs_reference.missing_steps.items():
-        verdict.failures.append(f"after resume: go on rank {rank} never recorded steps {steps} of the reference")
+    # Data exactly-once: stop's batches up to go1's resume point + ... + go's == continuous's.
+    resumed_steps = {r["label"]: r["resumed_step"] for r in verdict.resumes}
+    verdict.ledger = judge_ledger(
+        metadata_dir, reference_metadata_dir, world_size, stopping_labels, resumed_labels, resumed_steps
+    )
+    if verdict.ledger is not None:
+        verdict.failures.extend("data: " + problem.describe() for problem in verdict.ledger.problems)
     return verdict

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,42 @@ def test_help_lists_exit_codes() -> None:
     for code in ("0", "1", "2", "3", "4", "5", "130"):
         assert f"\n  {code:>3}  " in proc.stdout
     assert "--nproc-per-node N" in proc.stdout
+
+
+def test_run_dir_that_cannot_be_created_exits_7(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = _cli(str(DEFAULT_SPEC), "--run-dir", str(blocker / "run"))
+    assert proc.returncode == 7
+    assert "cannot write run dir" in one_line(proc.stderr)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A real, nearly full filesystem (a 256 KiB tmpfs filled up), or a skip."""
+    mount_point = tmp_path / "full"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        fd = os.open(mount_point / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 1024):
+                pass
+        except OSError:
+            pass  # full
+        finally:
+            os.close(fd)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_full_disk_exits_7_and_leaves_nothing_to_trust(full_disk: Path) -> None:
+    proc = _cli(str(DEFAULT_SPEC), "--run-dir", str(full_disk / "run"))
+    assert proc.returncode == 7
+    assert "No space left on device" in one_line(proc.stderr)
+    assert not (full_disk / "run" / "run.json").exists()

@@ -29,13 +29,18 @@ def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
 
 def test_hanging_rank_times_out_with_5(tmp_path: Path) -> None:
     started = time.monotonic()
-    run = run_orchestrator(SPECS / "hang_one_rank.py", tmp_path / "run", "--timeout", "25")
+    # Long enough for both ranks to be up and stuck (so they can dump their stacks).
+    run = run_orchestrator(SPECS / "hang_one_rank.py", tmp_path / "run", "--timeout", "40")
     assert run.returncode == 5, run.stderr
-    assert "no sentinel within 25s" in run.stderr
-    assert time.monotonic() - started < 90
+    assert "no sentinel within 40s" in run.stderr
+    assert time.monotonic() - started < 150
     stop = run.report["phases"][0]
     assert stop["outcome"] == "timeout"
     assert stop["kill"]["survivors"] == []
+    # Before the kill, every rank dumped its Python stacks: rank 1 is in the spec's sleep.
+    dumps = run.report["stack_dumps"]
+    assert len(dumps) == 2 and "stacks in" in run.stderr
+    assert "hang_one_rank.py" in Path(dumps[1]).read_text()
     assert_nothing_left(run.run_dir)
 
 

@@ -13,11 +13,13 @@ import pytest
 
 from orchestrator.protocol import (
     MetadataLayout,
+    PhasePlan,
     ProtocolError,
     RunLayout,
     Sentinel,
     WorkerResult,
     read_json,
+    read_phase_plan,
     read_results,
     write_json_atomic,
 )
@@ -108,7 +110,27 @@ def test_results_are_read_per_rank(tmp_path: Path) -> None:
 
 def test_layouts_keep_phases_and_ranks_apart(tmp_path: Path) -> None:
     md = MetadataLayout(tmp_path)
-    paths = {md.metadata(0), md.metadata(1), md.resume_check(0), md.trajectory("go", 0), md.trajectory("stop", 0)}
-    assert len(paths) == 5
+    paths = {
+        md.metadata(0, step=2),
+        md.metadata(1, step=2),
+        md.metadata(0, step=4),
+        md.resume_check("go", 0),
+        md.resume_check("go1", 0),
+        md.trajectory("go", 0),
+        md.trajectory("stop", 0),
+    }
+    assert len(paths) == 7
     run = RunLayout(tmp_path)
     assert run.harness_root("stop") == run.harness_root("go") != run.harness_root("continuous")
+
+
+def test_phase_plans_round_trip_and_default_by_label(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path)
+    plan = PhasePlan("go1", "go", stop_after_resume=True, kill_at="random:3")
+    write_json_atomic(layout.phase_plan("go1"), plan.to_dict())
+    assert read_phase_plan(layout, "go1") == plan
+    assert plan.stops
+    assert read_phase_plan(layout, "continuous") == PhasePlan("continuous", "continuous")
+    assert not read_phase_plan(layout, "go").stops
+    with pytest.raises(ProtocolError, match="no plan for phase 'go7'"):
+        read_phase_plan(layout, "go7")

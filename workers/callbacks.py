@@ -1,12 +1,14 @@
 """Lightning callbacks of the stop-and-go harness, with the seed's names.
 
-- ``MetadataSaveCallback`` (stop): saves every rank's metrics at the first validation end
-  whose step has a checkpoint.
-- ``RaiseAfterMetadataCallback`` (stop): once the metadata is saved and the checkpoint is
-  complete on disk, rank 0 writes the sentinel; then every rank waits to be killed by the
+- ``MetadataSaveCallback`` (stopping phases): saves every rank's metrics with every
+  checkpoint, describing exactly the state the checkpoint holds.
+- ``RaiseAfterMetadataCallback`` (stopping phases): at the first checkpointed validation
+  (or at the ``--kill-at`` step), once the metadata and the checkpoint are complete on
+  disk, rank 0 writes the sentinel; then every rank waits to be killed by the
   orchestrator and raises ``StopAndGoException`` if that does not happen in time.
-- ``TestCheckpointIntegrityCallback`` (go): compares each rank's resumed metrics with the
-  saved ones at train start, writes the comparison, and fails the run at train end.
+- ``TestCheckpointIntegrityCallback`` (resumed phases): compares each rank's resumed
+  metrics with those saved for the resumed step, writes the comparison, and fails the
+  run at train end.
 - ``MetricsTrajectoryCallback`` (every mode): records the metrics after every optimizer
   step, per rank, so the orchestrator can compare go with a continuous reference run.
 """
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 from orchestrator.compare import Tolerances, check_metrics
 from orchestrator.protocol import (
@@ -31,7 +35,8 @@ from orchestrator.protocol import (
     wait_for_kill_s_from_env,
     write_json_atomic,
 )
-from workers.checkpoints import checkpoint_saved_at, verify_complete
+from workers.checkpoints import checkpoint_interval, checkpoint_saved_at, last_saved_step, verify_complete
+from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
 
 
@@ -44,7 +49,11 @@ class ResumeMismatchError(AssertionError):
 
 
 class MetadataSaveCallback(Callback):
-    """Saves the metrics of every rank at the stop checkpoint.
+    """Saves every rank's metrics each time a checkpoint is saved.
+
+    The metrics are taken in ``on_save_checkpoint``, while the checkpoint is being built,
+    so they describe exactly the state the checkpoint holds; a resume from that step
+    must reproduce them. Files: ``MetadataLayout.metadata(rank, step)``.
 
     Args:
         metadata_path: the harness's metadata directory (``root_dir / exp_name``).
@@ -54,28 +63,61 @@ class MetadataSaveCallback(Callback):
     def __init__(self, metadata_path: str | os.PathLike[str], metrics_getter: Mapping[str, MetricsFn]) -> None:
         self.metadata_path = Path(metadata_path)
         self.metrics_getter = dict(metrics_getter)
-        self.called = False
+        self.saved_steps: set[int] = set()
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.called or trainer.sanity_checking:
-            return
-        # The saved metrics must describe the state the checkpoint holds: wait for a
-        # validation that falls on a checkpoint step.
-        if checkpoint_saved_at(trainer, trainer.global_step) is None:
-            return
+    @property
+    def called(self) -> bool:
+        """Whether metadata was saved at least once (the seed's attribute)."""
+        return bool(self.saved_steps)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        step = trainer.global_step
+        if step in self.saved_steps:
+            return  # ``last.ckpt`` and the step's own file hold the same state
         payload = {
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
-            "step": trainer.global_step,
+            "step": step,
             "pid": os.getpid(),
             "metrics": collect_metrics(self.metrics_getter, trainer, pl_module),
         }
-        write_json_atomic(MetadataLayout(self.metadata_path).metadata(trainer.global_rank), payload)
-        self.called = True
+        write_json_atomic(MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step), payload)
+        self.saved_steps.add(step)
+
+
+def flush_trajectories(trainer: pl.Trainer, complete_steps_only: bool = False) -> None:
+    """Writes what every ``MetricsTrajectoryCallback`` of ``trainer`` has recorded so far."""
+    for callback in trainer.callbacks:
+        if isinstance(callback, MetricsTrajectoryCallback):
+            callback.flush(trainer, complete_steps_only=complete_steps_only)
+
+
+def resolve_kill_at(kill_at: str | None, first_step: int, max_steps: int, label: str) -> int | None:
+    """The step to stop at: ``"7"`` is step 7, ``"random:SEED"`` draws one in [first_step, max_steps).
+
+    The draw depends only on the seed and the label, so every rank draws the same step.
+    """
+    if not kill_at:
+        return None
+    if kill_at.startswith("random:"):
+        seed = int(kill_at.split(":", 1)[1])
+        if max_steps <= first_step:
+            raise ValueError(f"{label}: no step left to stop at (from step {first_step}, max_steps={max_steps})")
+        return random.Random(f"{seed}:{label}").randrange(first_step, max_steps)
+    return int(kill_at)
 
 
 class RaiseAfterMetadataCallback(Callback):
-    """Writes the sentinel after the metadata and checkpoint are complete, then stops.
+    """Writes the sentinel once a complete checkpoint and its metadata exist, then stops.
+
+    By default it stops at the first validation that falls on a checkpoint step (after
+    the resume, in a resumed phase that stops again). With ``kill_at`` it stops when
+    training reaches that step, whether or not it is a checkpoint step; the sentinel
+    then names the last complete checkpoint, which is what a resume will start from.
+    After the sentinel every rank waits to be killed, and raises ``StopAndGoException``
+    if that does not happen in time.
 
     Args:
         metadata_path: the harness's metadata directory.
@@ -84,6 +126,8 @@ class RaiseAfterMetadataCallback(Callback):
             (0 without an orchestrator, which raises at once as the seed did).
         sentinel_path: where to write the sentinel; ``None`` uses the orchestrator's run
             directory when set, else the metadata directory.
+        kill_at: ``"STEP"`` or ``"random:SEED"``; ``None`` takes the phase plan's, if any.
+        label: the phase's label, recorded in the sentinel.
     """
 
     def __init__(
@@ -91,48 +135,88 @@ class RaiseAfterMetadataCallback(Callback):
         metadata_path: str | os.PathLike[str],
         wait_for_kill_s: float | None = None,
         sentinel_path: str | os.PathLike[str] | None = None,
+        kill_at: str | None = None,
+        label: str = "stop",
     ) -> None:
         self.metadata_path = Path(metadata_path)
         self.wait_for_kill_s = wait_for_kill_s
         self.sentinel_path = Path(sentinel_path) if sentinel_path else None
+        self.kill_at = kill_at
+        self.label = label
+        self.start_step = 0
+        self.kill_step: int | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.start_step = trainer.global_step
+        # A fresh run can only be resumed after its first checkpoint; a resumed run may be
+        # stopped again before its next one (it then resumes from the same checkpoint).
+        interval = checkpoint_interval(trainer)
+        first = self.start_step + 1 if trainer.ckpt_path else interval
+        self.kill_step = resolve_kill_at(self.kill_at, first, trainer.max_steps, self.label)
+        if self.kill_step is not None:
+            rank_zero_info(f"stop-and-go: {self.label} will stop at step {self.kill_step}")
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # Step ``kill_step`` is complete here: trained, validated and checkpointed if due.
+        if self.kill_step is not None and trainer.global_step == self.kill_step:
+            self._stop(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        if not MetadataLayout(self.metadata_path).metadata(trainer.global_rank).exists():
+        if trainer.sanity_checking or self.kill_at:
             return
         step = trainer.global_step
+        if step > self.start_step and MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
+            self._stop(trainer)
+
+    def _stop(self, trainer: pl.Trainer) -> None:
+        stopped_at = trainer.global_step
+        flush_trajectories(trainer)
         # Every rank has saved its metadata (and Trainer.save_checkpoint ends in a barrier).
         trainer.strategy.barrier("stop_and_go_metadata_saved")
         if trainer.is_global_zero:
-            checkpoint = checkpoint_saved_at(trainer, step)
-            if checkpoint is None:
-                raise StopAndGoException(f"no checkpoint was saved at step {step}")
-            verify_complete(checkpoint, step)
+            checkpoint, step = self._last_complete_checkpoint(trainer)
             sentinel = Sentinel(
                 step=step,
                 checkpoint_path=str(checkpoint.resolve()),
                 metadata_dir=str(self.metadata_path.resolve()),
                 world_size=trainer.world_size,
                 pid=os.getpid(),
+                label=self.label,
+                stopped_at=stopped_at,
             )
             write_json_atomic(self.sentinel_path or sentinel_path_for(self.metadata_path), sentinel.to_dict())
-        self._wait_to_be_killed(step)
+        self._wait_to_be_killed(stopped_at)
+
+    def _last_complete_checkpoint(self, trainer: pl.Trainer) -> tuple[Path, int]:
+        step = last_saved_step(trainer)
+        if step is not None:
+            checkpoint = checkpoint_saved_at(trainer, step)
+        elif trainer.ckpt_path:  # stopped again before this resumed phase saved anything
+            checkpoint, step = Path(trainer.ckpt_path), self.start_step
+        else:
+            raise StopAndGoException(f"stopped at step {trainer.global_step}, before any checkpoint was saved")
+        assert checkpoint is not None
+        verify_complete(checkpoint, step)
+        if not MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
+            raise StopAndGoException(f"no metadata was saved for the checkpoint of step {step}")
+        return checkpoint, step
 
     def _wait_to_be_killed(self, step: int) -> None:
         timeout = self.wait_for_kill_s if self.wait_for_kill_s is not None else wait_for_kill_s_from_env()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             time.sleep(0.05)
-        raise StopAndGoException(f"stopped after the checkpoint of step {step} (not killed within {timeout:g}s)")
+        raise StopAndGoException(f"stopped at step {step} (not killed within {timeout:g}s)")
 
 
 class TestCheckpointIntegrityCallback(Callback):
-    """Checks, on every rank, that the resumed state equals the state saved at the stop.
+    """Checks, on every rank, that the resumed state equals the state saved at that step.
 
     The comparison is written at train start (so the orchestrator has it even if the run
-    dies later); a mismatch fails the run at train end, after the go run has recorded its
-    whole trajectory.
+    dies later); a mismatch fails the run at train end, after the resumed run has
+    recorded its whole trajectory.
     """
 
     __test__ = False  # not a pytest test class, despite the seed's name
@@ -142,26 +226,33 @@ class TestCheckpointIntegrityCallback(Callback):
         metadata_path: str | os.PathLike[str],
         metrics_getter: Mapping[str, MetricsFn],
         tolerances: Tolerances | None = None,
+        label: str = "go",
     ) -> None:
         self.metadata_path = Path(metadata_path)
         self.metrics_getter = dict(metrics_getter)
         self.tolerances = tolerances
+        self.label = label
         self.mismatches: list[str] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layout = MetadataLayout(self.metadata_path)
-        rank = trainer.global_rank
-        saved = read_json(layout.metadata(rank))
+        rank, step = trainer.global_rank, trainer.global_step
+        saved = read_json(layout.metadata(rank, step))
         if saved is None:
-            raise StopAndGoException(f"rank {rank}: no stop metadata at {layout.metadata(rank)}")
+            raise StopAndGoException(
+                f"rank {rank} resumed at step {step}, but no checkpoint of that step was saved with metadata "
+                f"({layout.metadata(rank, step)} is missing)"
+            )
         resumed = collect_metrics(self.metrics_getter, trainer, pl_module)
         checks = check_metrics(saved["metrics"], resumed, rank, self.tolerances)
         write_json_atomic(
-            layout.resume_check(rank),
+            layout.resume_check(self.label, rank),
             {
                 "rank": rank,
+                "label": self.label,
                 "saved_step": saved["step"],
-                "resumed_step": trainer.global_step,
+                "resumed_step": step,
+                "checkpoint": str(trainer.ckpt_path),
                 "checks": [c.to_dict() for c in checks],
             },
         )
@@ -178,9 +269,12 @@ class MetricsTrajectoryCallback(Callback):
     """Records the metrics after every optimizer step of this rank.
 
     Each entry is ``{"step": global_step, "metrics": {...}}`` with the metric functions'
-    values plus ``train_loss`` (the step's loss) and ``val_loss`` at validation steps.
-    The trajectory is flushed atomically at every validation end, at train end and on
-    an exception; in the stop run it is flushed before the sentinel is written.
+    values plus ``train_loss`` (the step's loss), ``val_loss`` at validation steps and the
+    step's batch facts (``workers.ledger.BatchRecorder``); every batch also goes to the
+    sample ledger, flushed with the trajectory.
+    The trajectory is flushed atomically at every checkpoint save (complete steps only),
+    validation end, train end and on an exception; in a stopping run it is flushed
+    before the sentinel is written.
     """
 
     def __init__(
@@ -190,6 +284,13 @@ class MetricsTrajectoryCallback(Callback):
         self.metrics_getter = dict(metrics_getter)
         self.phase = phase
         self.entries: list[dict[str, Any]] = []
+        # Every batch trained, for the exactly-once ledger and the per-step batch facts.
+        self.batches = BatchRecorder(metadata_path, phase)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.batches.record(trainer, pl_module, batch, batch_idx)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -201,6 +302,7 @@ class MetricsTrajectoryCallback(Callback):
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is not None:
             metrics["train_loss"] = to_jsonable(loss)
+        metrics.update(self.batches.step_facts(trainer, batch_idx))
         self.entries.append({"step": step, "metrics": metrics})
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -217,10 +319,25 @@ class MetricsTrajectoryCallback(Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.flush(trainer)
 
-    def flush(self, trainer: pl.Trainer) -> None:
-        """Writes the trajectory recorded so far."""
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # Every rank's records up to a checkpoint are on disk before the checkpoint is, so a
+        # kill after it (even during its write) loses nothing a resume would not redo.
+        self.flush(trainer, complete_steps_only=True)
+
+    def flush(self, trainer: pl.Trainer, complete_steps_only: bool = False) -> None:
+        """Writes the trajectory and the ledger recorded so far.
+
+        ``complete_steps_only`` leaves the step in progress out of the trajectory (its
+        validation has not run yet); its batches stay in the ledger, since they trained.
+        """
         rank = trainer.global_rank
+        entries = self.entries
+        if complete_steps_only and entries and entries[-1]["step"] == trainer.global_step:
+            entries = entries[:-1]
         write_json_atomic(
             MetadataLayout(self.metadata_path).trajectory(self.phase, rank),
-            {"rank": rank, "phase": self.phase, "entries": self.entries},
+            {"rank": rank, "phase": self.phase, "entries": entries},
         )
+        self.batches.flush(rank)

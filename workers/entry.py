@@ -1,21 +1,31 @@
 """The worker entry point that torchrun runs: one phase of one harness, one rank.
 
-    python -m torch.distributed.run ... -m workers.entry --spec SPEC --phase PHASE --run-dir DIR
+    python -m torch.distributed.run ... -m workers.entry --spec SPEC --phase LABEL --run-dir DIR
 
 It loads the spec, instantiates the harness with ``root_dir`` inside the run directory,
-runs the phase, and writes this rank's result file (``RunLayout.result``) at start
-(status ``running``, with the pid) and at the end.
+runs the phase the orchestrator planned for LABEL (``RunLayout.phase_plan``; without a
+plan the label is the mode), and writes this rank's result file (``RunLayout.result``)
+at start (status ``running``, with the pid) and at the end.
+
+The worker also arranges to die with its torchrun agent (PR_SET_PDEATHSIG) and to dump
+the Python stacks of all its threads to ``RunLayout.stacks`` on SIGUSR1, which the
+orchestrator sends before killing a hung phase.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 import time
 import traceback
+from pathlib import Path
+from typing import TextIO
 
-from orchestrator.protocol import PHASES, RunLayout, WorkerResult, write_json_atomic
+from orchestrator.process_tree import set_parent_death_signal
+from orchestrator.protocol import ENV_PHASE_LABEL, RunLayout, WorkerResult, read_phase_plan, write_json_atomic
 from workers.callbacks import ResumeMismatchError
 from workers.spec_loader import SpecError, load_spec_module, pick_harness
 
@@ -24,7 +34,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="workers.entry", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True)
     parser.add_argument("--harness", default=None)
-    parser.add_argument("--phase", required=True, choices=PHASES)
+    parser.add_argument("--phase", required=True, help="the phase label (stop, go1, go, continuous, ...)")
     parser.add_argument("--run-dir", required=True)
     return parser.parse_args(argv)
 
@@ -32,7 +42,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Runs one phase on this rank; returns 0 on success and 1 on any failure."""
     args = _parse_args(argv)
+    set_parent_death_signal()
+    if os.getppid() == 1:  # the agent died before the death signal was armed
+        return 1
     layout = RunLayout(args.run_dir)
+    os.environ[ENV_PHASE_LABEL] = args.phase
     result = WorkerResult(
         phase=args.phase,
         rank=int(os.environ.get("RANK", "0")),
@@ -42,17 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     path = layout.result(args.phase, result.rank)
     write_json_atomic(path, result.to_dict())
+    stacks = _dump_stacks_on_sigusr1(layout.stacks(args.phase, result.rank))
     started = time.monotonic()
     exit_code = 0
     harness = None
     try:
+        plan = read_phase_plan(layout, args.phase)
         harness_cls = pick_harness(load_spec_module(args.spec), args.harness)
-        harness = harness_cls(root_dir=layout.harness_root(args.phase))
+        harness = harness_cls(root_dir=layout.harness_root(plan.mode))
+        harness.plan = plan
         result.harness = harness_cls.__name__
         result.metadata_dir = str(harness.metadata_dir.resolve())
         result.tolerances = {k: list(v) for k, v in harness.metric_tolerances.items()}
         write_json_atomic(path, result.to_dict())
-        {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[args.phase]()
+        {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[plan.mode]()
         result.status = "ok"
     except SpecError as err:
         result.status, result.error = "spec_error", str(err)
@@ -69,7 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     result.wall_s = time.monotonic() - started
     result.final_step = getattr(harness, "final_step", None)
     write_json_atomic(path, result.to_dict())
+    stacks.close()
     return exit_code
+
+
+def _dump_stacks_on_sigusr1(path: Path) -> TextIO:
+    # faulthandler writes from a C-level handler, so it works while the main thread is
+    # blocked inside a collective; the file must stay open for that.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "w")  # noqa: SIM115 - kept open for the signal handler
+    faulthandler.register(signal.SIGUSR1, file=handle, all_threads=True)
+    return handle
 
 
 if __name__ == "__main__":

@@ -16,15 +16,22 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from orchestrator.compare import tolerances_from_env
+from orchestrator.protocol import PhasePlan, saving_marker_path_for, wait_for_kill_s_from_env
 from workers.callbacks import (
     MetadataSaveCallback,
     MetricsTrajectoryCallback,
     RaiseAfterMetadataCallback,
     StopAndGoException,
     TestCheckpointIntegrityCallback,
+    flush_trajectories,
 )
-from workers.metrics import MetricsDict, MetricsFn, get_global_step, get_learning_rate
+from workers.checkpoints import newest_complete_checkpoint
+from workers.metrics import MetricsDict, MetricsFn, builtin_metrics
+from workers.progress import ProgressCallback
+from workers.torn_save import KillDuringSaveCallback
 
 
 class Mode(str, Enum):
@@ -59,6 +66,7 @@ class StopAndGoHarness(ABC):
         metric_tolerances: per-metric ``(rtol, atol)`` for float comparisons; metrics not
             listed use ``orchestrator.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``.
         final_step: the global step at the end of ``go()`` or ``continuous()``.
+        plan: the orchestrator's plan of the phase being run (label, kill point, ...).
     """
 
     def __init__(
@@ -78,6 +86,8 @@ class StopAndGoHarness(ABC):
         self.val_check_interval = val_check_interval
         self.metric_tolerances: dict[str, tuple[float, float]] = {}
         self.final_step: int | None = None
+        # Set by the worker entry from the orchestrator's plan; None outside an orchestrator.
+        self.plan: PhasePlan | None = None
 
     @abstractmethod
     def setup_model(self, mode: Mode) -> tuple[pl.LightningModule, pl.LightningDataModule, Any]:
@@ -91,8 +101,9 @@ class StopAndGoHarness(ABC):
         """Builds the trainer for ``mode``; pass ``callbacks=self.get_callbacks(mode)``."""
 
     def get_default_metrics_dict(self) -> MetricsDict:
-        """The metrics every harness records: ``global_step`` and ``learning_rate``."""
-        return {"global_step": get_global_step, "learning_rate": get_learning_rate}
+        """The metrics every harness records: ``global_step``, ``learning_rate`` and every
+        other built-in metric of ``workers.metrics.builtin_metrics`` (all on by default)."""
+        return builtin_metrics()  # type: ignore[return-value]
 
     def checkpoint_callback(self) -> ModelCheckpoint:
         """The checkpoint callback of every mode: every ``val_check_interval`` steps, plus last."""
@@ -110,36 +121,48 @@ class StopAndGoHarness(ABC):
             ValueError: if ``mode`` is not a ``Mode``.
         """
         mode = Mode(mode)
-        trajectory = MetricsTrajectoryCallback(self.metadata_dir, self.metrics_getter, phase=mode.value)
-        if mode is Mode.STOP:
-            return [
-                trajectory,
-                MetadataSaveCallback(metadata_path=self.metadata_dir, metrics_getter=self.metrics_getter),
-                RaiseAfterMetadataCallback(metadata_path=self.metadata_dir),
-                self.checkpoint_callback(),
-            ]
+        plan = self.plan or PhasePlan(label=mode.value, mode=mode.value)
+        callbacks: list[pl.Callback] = [
+            MetricsTrajectoryCallback(self.metadata_dir, self.metrics_getter, phase=plan.label),
+            ProgressCallback(plan.label),  # per-step progress for the live view
+        ]
         if mode is Mode.RESUME:
-            return [
-                trajectory,
+            callbacks.append(
                 TestCheckpointIntegrityCallback(
                     metadata_path=self.metadata_dir,
                     metrics_getter=self.metrics_getter,
-                    tolerances=self.metric_tolerances,
-                ),
-                self.checkpoint_callback(),
-            ]
-        return [trajectory, self.checkpoint_callback()]
+                    tolerances={**self.metric_tolerances, **tolerances_from_env()},
+                    label=plan.label,
+                )
+            )
+        if mode is Mode.STOP or (mode is Mode.RESUME and plan.stop_after_resume):
+            callbacks.append(MetadataSaveCallback(metadata_path=self.metadata_dir, metrics_getter=self.metrics_getter))
+            if plan.kill_during_save:
+                callbacks.append(
+                    KillDuringSaveCallback(
+                        saving_marker_path_for(self.metadata_dir),
+                        wait_for_kill_s_from_env(),
+                        before_tear=lambda trainer: flush_trajectories(trainer, complete_steps_only=True),
+                    )
+                )
+            else:
+                callbacks.append(
+                    RaiseAfterMetadataCallback(metadata_path=self.metadata_dir, kill_at=plan.kill_at, label=plan.label)
+                )
+        callbacks.append(self.checkpoint_callback())
+        return callbacks
 
     def resume_checkpoint_path(self) -> Path:
-        """The checkpoint go resumes from: ``last.ckpt`` in the checkpoint directory.
+        """The checkpoint to resume from: ``last.ckpt`` if complete, else the newest complete one.
 
         Raises:
-            FileNotFoundError: when there is nothing to resume from.
+            TornCheckpointError: when no complete checkpoint is left (or none exists).
         """
-        last = self.checkpoint_dir / "last.ckpt"
-        if not last.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from: {last} does not exist")
-        return last
+        path, step, skipped = newest_complete_checkpoint(self.checkpoint_dir)
+        for reason in skipped:
+            rank_zero_warn(f"stop-and-go: skipping a checkpoint that cannot be resumed from: {reason}")
+        rank_zero_info(f"stop-and-go: resuming from {path} (step {step})")
+        return path
 
     def stop(self) -> None:
         """Trains until the first checkpointed validation, then stops (or is killed)."""
@@ -152,11 +175,24 @@ class StopAndGoHarness(ABC):
         raise StopAndGoException("the stop run finished training without reaching a checkpointed validation")
 
     def go(self) -> None:
-        """Resumes from the last checkpoint in this process and verifies the saved metrics."""
+        """Resumes from the last checkpoint in this process and verifies the saved metrics.
+
+        In a resumed phase planned to stop again (``--cycles``), it stops like ``stop()``.
+        """
         model, data, _ = self.setup_model(Mode.RESUME)
         trainer = self.setup_trainer_and_strategy(Mode.RESUME, self.metrics_getter)
-        trainer.fit(model, datamodule=data, ckpt_path=self.resume_checkpoint_path())
+        stops_again = self.plan is not None and self.plan.stop_after_resume
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=self.resume_checkpoint_path())
+        except StopAndGoException:
+            if stops_again:
+                return
+            raise
         self.final_step = trainer.global_step
+        if stops_again:
+            raise StopAndGoException(
+                f"the resumed run finished training at step {trainer.global_step} without stopping"
+            )
 
     def continuous(self) -> None:
         """Trains all steps without interruption: the reference for go's trajectory."""

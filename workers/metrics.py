@@ -2,18 +2,44 @@
 
 A metric function has the seed's signature ``fn(trainer, module) -> value``; values are
 converted with ``to_jsonable`` before they cross the process boundary.
+
+``builtin_metrics()`` lists every built-in metric; the harness records all of them on
+every rank, at the resume point and after every step:
+
+- ``global_step``, ``learning_rate`` (the seed's two), ``learning_rates`` (every param
+  group of every optimizer) and ``optimizer_hparams`` (momentum, betas, dampening);
+- ``lr_scheduler_state``: every scheduler's state (``last_epoch``, ``_step_count``, ...);
+- ``weights_digest``/``weights_norm`` (parameters), ``buffers_digest``/``buffers_norm``
+  (buffers such as EMA weights or BatchNorm statistics), ``optimizer_state_digest``/
+  ``optimizer_state_norm`` (per-parameter moments): a digest proves equality, the norm
+  says how far apart two states are when the digests differ;
+- ``rng_python``, ``rng_numpy``, ``rng_torch`` and, where CUDA is present, ``rng_cuda``:
+  digests of the global random generators' states;
+- ``grad_scaler_scale``: the AMP grad scaler's scale (``None`` without a scaler).
+
+Per-step batch facts (the sample ids and tensor hash of the step's batch, the sampler's
+epoch and seed, the gradient-accumulation position) are recorded in the trajectory by
+``workers.ledger.BatchRecorder``: they describe a batch, which does not exist yet at the
+resume point.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import hashlib
+import math
+import pickle
+import random
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypedDict
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 MetricsFn = Callable[[pl.Trainer, pl.LightningModule], Any]
 """A metrics producing function: ``fn(trainer, module) -> value``."""
+
+DIGEST_CHARS = 16
 
 
 class MetricsDict(TypedDict):
@@ -33,6 +59,180 @@ def get_learning_rate(trainer: pl.Trainer, model: pl.LightningModule) -> Any:
     return trainer.optimizers[0].param_groups[0]["lr"]
 
 
+# -- digests ----------------------------------------------------------------------------
+
+
+def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
+    """A short sha256 of the tensors' dtypes, shapes and bytes: equal only when bit-identical."""
+    hasher = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        hasher.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        # A byte view works for every dtype, bfloat16 included (numpy has none).
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return hasher.hexdigest()[:DIGEST_CHARS]
+
+
+def tensor_norm(tensors: Iterable[torch.Tensor]) -> float:
+    """The L2 norm of all the tensors' floating-point values together (0.0 for none)."""
+    total = 0.0
+    for tensor in tensors:
+        if tensor.is_floating_point():
+            total += float(tensor.detach().double().pow(2).sum())
+    return math.sqrt(total)
+
+
+def bytes_digest(data: bytes) -> str:
+    """A short sha256 of raw bytes."""
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
+# -- model and optimizer state ------------------------------------------------------------
+
+
+def get_weights_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of every parameter: equal only for bit-identical weights."""
+    return tensor_digest(module.parameters())
+
+
+def get_weights_norm(trainer: pl.Trainer, module: pl.LightningModule) -> float:
+    """The L2 norm of all parameters."""
+    return tensor_norm(module.parameters())
+
+
+def get_buffers_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of every buffer (EMA weights, BatchNorm running statistics, ...)."""
+    return tensor_digest(module.buffers())
+
+
+def get_buffers_norm(trainer: pl.Trainer, module: pl.LightningModule) -> float:
+    """The L2 norm of all floating-point buffers."""
+    return tensor_norm(module.buffers())
+
+
+def _optimizer_state_tensors(trainer: pl.Trainer) -> list[torch.Tensor]:
+    # In parameter order (the order a checkpoint stores), each state's keys sorted.
+    tensors = []
+    for optimizer in trainer.optimizers:
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                state = optimizer.state.get(param, {})
+                for key in sorted(state):
+                    value = state[key]
+                    tensors.append(value if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
+    return tensors
+
+
+def get_optimizer_state_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of every optimizer's per-parameter state (moments and step counts)."""
+    return tensor_digest(_optimizer_state_tensors(trainer))
+
+
+def get_optimizer_state_norm(trainer: pl.Trainer, module: pl.LightningModule) -> float:
+    """The L2 norm of every optimizer's per-parameter state."""
+    return tensor_norm(_optimizer_state_tensors(trainer))
+
+
+def get_learning_rates(trainer: pl.Trainer, module: pl.LightningModule) -> list[float]:
+    """The learning rate of every param group of every optimizer, in order."""
+    return [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
+
+
+OPTIMIZER_HPARAMS = ("momentum", "betas", "dampening", "weight_decay")
+
+
+def get_optimizer_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> list[dict[str, Any]]:
+    """Momentum, betas, dampening and weight decay of every param group (those it has)."""
+    return [
+        {key: group[key] for key in OPTIMIZER_HPARAMS if key in group}
+        for optimizer in trainer.optimizers
+        for group in optimizer.param_groups
+    ]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` if it is plain JSON data (numbers, strings, lists, dicts of them), else None."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return None if any(i is None for i in items) else items
+    if isinstance(value, Mapping):
+        items = {str(k): _plain(v) for k, v in value.items()}
+        return {k: v for k, v in items.items() if v is not None}
+    return None
+
+
+def get_lr_scheduler_state(trainer: pl.Trainer, module: pl.LightningModule) -> list[dict[str, Any]]:
+    """Every LR scheduler's state dict, without functions (``last_epoch``, ``_step_count``, ...)."""
+    states = []
+    for config in trainer.lr_scheduler_configs:
+        state = _plain(config.scheduler.state_dict()) or {}
+        states.append(state)
+    return states
+
+
+# -- random number generators ---------------------------------------------------------------
+
+
+def get_rng_python(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of Python's ``random`` state."""
+    return bytes_digest(pickle.dumps(random.getstate()))
+
+
+def get_rng_numpy(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of numpy's global random state."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return bytes_digest(f"{kind}{pos}{has_gauss}{cached}".encode() + np.asarray(keys).tobytes())
+
+
+def get_rng_torch(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of torch's CPU generator state."""
+    return tensor_digest([torch.get_rng_state()])
+
+
+def get_rng_cuda(trainer: pl.Trainer, module: pl.LightningModule) -> str:
+    """A digest of every CUDA device's generator state."""
+    return tensor_digest(torch.cuda.get_rng_state_all())
+
+
+def get_grad_scaler_scale(trainer: pl.Trainer, module: pl.LightningModule) -> float | None:
+    """The AMP grad scaler's current scale, or None when the run has no scaler."""
+    scaler = getattr(trainer.precision_plugin, "scaler", None)
+    if scaler is None or not scaler.is_enabled():
+        return None
+    return float(scaler.get_scale())
+
+
+def builtin_metrics() -> dict[str, MetricsFn]:
+    """Every built-in metric by name, in report order (``rng_cuda`` only where CUDA is)."""
+    metrics: dict[str, MetricsFn] = {
+        "global_step": get_global_step,
+        "learning_rate": get_learning_rate,
+        "learning_rates": get_learning_rates,
+        "optimizer_hparams": get_optimizer_hparams,
+        "lr_scheduler_state": get_lr_scheduler_state,
+        "weights_digest": get_weights_digest,
+        "weights_norm": get_weights_norm,
+        "buffers_digest": get_buffers_digest,
+        "buffers_norm": get_buffers_norm,
+        "optimizer_state_digest": get_optimizer_state_digest,
+        "optimizer_state_norm": get_optimizer_state_norm,
+        "rng_python": get_rng_python,
+        "rng_numpy": get_rng_numpy,
+        "rng_torch": get_rng_torch,
+        "grad_scaler_scale": get_grad_scaler_scale,
+    }
+    if torch.cuda.is_available():
+        metrics["rng_cuda"] = get_rng_cuda
+    return metrics
+
+
+# -- conversion -------------------------------------------------------------------------------
+
+
 def to_jsonable(value: Any) -> Any:
     """Converts a metric value to plain JSON types (tensors become numbers or lists)."""
     if isinstance(value, torch.Tensor):
@@ -44,7 +244,7 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    # numpy scalars and arrays, without importing numpy here.
+    # numpy scalars and arrays.
     if hasattr(value, "tolist"):
         return to_jsonable(value.tolist())
     if hasattr(value, "item"):
