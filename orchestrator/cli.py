@@ -18,6 +18,7 @@ from typing import TextIO
 
 from filelock import FileLock, Timeout
 
+from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.compare import ENV_TOLERANCES
 from orchestrator.events import PlainEvents
 from orchestrator.exit_codes import ExitCode, exit_code_table
@@ -35,10 +36,6 @@ workers (go), run an uninterrupted reference, and compare every recorded metric 
 rank: at the resume point and step by step afterwards."""
 
 
-class UsageError(Exception):
-    """A problem with the command line or the spec, reported in one line with exit 2."""
-
-
 class RunDirError(Exception):
     """The run directory cannot be created or written, reported in one line with exit 7."""
 
@@ -47,14 +44,9 @@ class RunDirError(Exception):
 _RUN_DIR_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, grouped like torchrun's, with defaults and exit codes shown."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m orchestrator",
         description=DESCRIPTION,
         epilog="exit codes:\n" + exit_code_table(),

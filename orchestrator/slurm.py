@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.exit_codes import ExitCode
 from orchestrator.slurm_script import EXIT_CODE_FILE, SCRIPT_FILE, JobSpec, render_script, sbatch_directives
 
@@ -41,18 +42,9 @@ class SlurmError(Exception):
     """Slurm refused or failed a request; the message is one line."""
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Options of the sbatch wrapper; anything after ``--`` goes to the orchestrator."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m orchestrator sbatch",
         description="Submit a stop-and-go run as a Slurm job; stop, go and the reference run as job steps. "
         "Orchestrator options (--timeout, --kill-signal, --no-reference, ...) go after --.",
@@ -95,26 +87,23 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def job_from_args(args: argparse.Namespace) -> JobSpec:
     """The job to submit, after the checks that need no Slurm."""
-    from orchestrator.cli import UsageError, check_spec_file
+    from orchestrator.cli import check_spec_file
 
-    try:
-        check_spec_file(args.spec)
-    except UsageError as err:
-        raise _UsageError(str(err)) from err
+    check_spec_file(args.spec)
     if args.nodes < 1:
-        raise _UsageError("--nodes must be at least 1")
+        raise UsageError("--nodes must be at least 1")
     if args.gpus_per_node < 0:
-        raise _UsageError("--gpus-per-node must not be negative")
+        raise UsageError("--gpus-per-node must not be negative")
     nproc = args.nproc_per_node or (args.gpus_per_node or 1)
     if nproc < 1:
-        raise _UsageError("--nproc-per-node must be at least 1")
+        raise UsageError("--nproc-per-node must be at least 1")
     if args.signal_before is not None and args.signal_before < 1:
-        raise _UsageError("--signal-before must be at least 1 second")
+        raise UsageError("--signal-before must be at least 1 second")
     run_dir = (
         args.run_dir or Path("stop_and_go_runs") / f"{args.spec.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     ).resolve()
     if (run_dir / "run.json").exists() or (run_dir / SCRIPT_FILE).exists():
-        raise _UsageError(f"run dir {run_dir} already holds a run; choose another --run-dir or remove it")
+        raise UsageError(f"run dir {run_dir} already holds a run; choose another --run-dir or remove it")
     return JobSpec(
         python=sys.executable,
         spec=args.spec.resolve(),
@@ -237,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         args.orchestrator_args = passthrough
         job = job_from_args(args)
         job.run_dir.mkdir(parents=True, exist_ok=True)
-    except _UsageError as err:
+    except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
     except OSError as err:

@@ -34,6 +34,7 @@ from types import FrameType
 from typing import Any
 
 from orchestrator import junit
+from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.exit_codes import DESCRIPTIONS, ExitCode
 from orchestrator.process_tree import kill_run
 from orchestrator.suite_config import Entry, Suite, SuiteError, load_suite
@@ -272,18 +273,9 @@ def write_outputs(suite: Suite, out: Path, results: list[EntryResult]) -> None:
     junit_xml(suite.name, results).write(out / "junit.xml", encoding="utf-8", xml_declaration=True)
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The suite's argument parser (errors become one line and exit 2)."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="python -m orchestrator suite",
         description="Run every spec of a suite under every scenario; one JUnit XML for the suite.",
         epilog="exit codes: 0 every entry verified, 1 some entry did not, 2 bad suite or option, 130 interrupted",
@@ -313,12 +305,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         suite = load_suite(args.suite)
         if args.jobs is not None and args.jobs < 1:
-            raise _UsageError("--jobs must be at least 1")
+            raise UsageError("--jobs must be at least 1")
         out = (args.out or Path("stop_and_go_suites") / f"{suite.name}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         if (out / "summary.json").exists():
-            raise _UsageError(f"output dir {out} already holds a suite run; choose another --out")
+            raise UsageError(f"output dir {out} already holds a suite run; choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-    except (_UsageError, SuiteError) as err:
+    except (UsageError, SuiteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
     except OSError as err:
