@@ -187,7 +187,7 @@ class RaiseAfterMetadataCallback(Callback):
                 stopped_at=stopped_at,
             )
             write_json_atomic(self.sentinel_path or sentinel_path_for(self.metadata_path), sentinel.to_dict())
-        self._wait_to_be_killed(stopped_at)
+        self._wait_to_be_killed(trainer, stopped_at)
 
     def _last_complete_checkpoint(self, trainer: pl.Trainer) -> tuple[Path, int]:
         step = last_saved_step(trainer)
@@ -203,10 +203,14 @@ class RaiseAfterMetadataCallback(Callback):
             raise StopAndGoException(f"no metadata was saved for the checkpoint of step {step}")
         return checkpoint, step
 
-    def _wait_to_be_killed(self, step: int) -> None:
+    def _wait_to_be_killed(self, trainer: pl.Trainer, step: int) -> None:
         timeout = self.wait_for_kill_s if self.wait_for_kill_s is not None else wait_for_kill_s_from_env()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # Lightning's SIGTERM handler only sets this flag and leaves the process to end
+            # at the next batch; waiting here there is no next batch, so end now (graceful).
+            if getattr(trainer, "received_sigterm", False):
+                raise StopAndGoException(f"stopped at step {step}: SIGTERM received")
             time.sleep(0.05)
         raise StopAndGoException(f"stopped at step {step} (not killed within {timeout:g}s)")
 
