@@ -121,6 +121,23 @@ def job_from_args(args: argparse.Namespace) -> JobSpec:
     )
 
 
+def write_and_submit(script: Path, text: str, dry_run: bool, tag: str) -> str | None:
+    """Writes a batch script and, unless ``dry_run``, submits it.
+
+    The job id is also recorded in ``slurm_job_id`` beside the script. Returns the job
+    id, or None for a dry run (which prints the script instead). Raises ``SlurmError``.
+    """
+    script.write_text(text, encoding="utf-8")
+    os.chmod(script, 0o755)
+    if dry_run:
+        print(script.read_text(), end="")
+        print(f"[{tag}] dry run: script written to {script}; nothing submitted", flush=True)
+        return None
+    job_id = submit(script)
+    (script.parent / "slurm_job_id").write_text(job_id + "\n")
+    return job_id
+
+
 def submit(script: Path) -> str:
     """``sbatch --parsable SCRIPT``; returns the job id."""
     try:
@@ -235,18 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.go_as_new_job:
         return run_as_separate_jobs(job, args.dry_run)
     script = job.run_dir / SCRIPT_FILE
-    script.write_text(render_script(job), encoding="utf-8")
-    os.chmod(script, 0o755)
-    if args.dry_run:
-        print(script.read_text(), end="")
-        print(f"[sbatch] dry run: script written to {script}; nothing submitted", flush=True)
-        return 0
     try:
-        job_id = submit(script)
+        job_id = write_and_submit(script, render_script(job), args.dry_run, "sbatch")
     except SlurmError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
-    (job.run_dir / "slurm_job_id").write_text(job_id + "\n")
+    if job_id is None:
+        return 0
     print(f"[sbatch] submitted job {job_id}: {script} (log: {job.run_dir}/slurm-{job_id}.out)", flush=True)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

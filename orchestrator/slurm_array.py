@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from orchestrator.exit_codes import ExitCode
-from orchestrator.slurm import SlurmError, submit
+from orchestrator.slurm import SlurmError, write_and_submit
 from orchestrator.suite import EntryResult, finish, meaning_of
 from orchestrator.suite_config import Suite
 
@@ -92,17 +92,13 @@ def run_array(suite: Suite, out: Path, args: argparse.Namespace) -> int:
     """Submits the array, follows it and aggregates; returns the suite's exit code."""
     script = out / "suite_array.sh"
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    script.write_text(render_array_script(suite, out, args), encoding="utf-8")
-    if args.dry_run:
-        print(script.read_text(), end="")
-        print(f"[suite] dry run: array script written to {script}; nothing submitted", flush=True)
-        return 0
     try:
-        job_id = submit(script)
+        job_id = write_and_submit(script, render_array_script(suite, out, args), args.dry_run, "suite")
     except SlurmError as err:
         print(f"error: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
-    (out / "slurm_job_id").write_text(job_id + "\n")
+    if job_id is None:
+        return 0
     print(f"[suite] submitted job array {job_id} with {len(suite.entries)} tasks: {script}", flush=True)
     left = -1
     try:
