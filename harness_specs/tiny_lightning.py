@@ -282,6 +282,8 @@ class TinyLightningHarness(StopAndGoHarness):
         extra.update(kwargs.pop("extra_metrics_dict", None) or {})
         kwargs.setdefault("exp_name", "tiny_lightning")
         super().__init__(root_dir, val_check_interval, extra_metrics_dict=extra, **kwargs)
+        # Counted over all ranks: the same on every rank, whatever the world size.
+        self.metric_scopes["consumed_samples"] = "global"
 
     def setup_model(self, mode: Mode) -> tuple[pl.LightningModule, pl.LightningDataModule, None]:
         pl.seed_everything(SEED, verbose=False)

@@ -26,6 +26,7 @@ from orchestrator.protocol import RunLayout, write_json_atomic
 from orchestrator.report import human_summary, report_dict
 from orchestrator.report_files import output_path_problem, write_report_files
 from orchestrator.runner import Interrupted, Orchestrator, RunOptions, write_run_json
+from orchestrator.slurm_steps import slurm_launch_requested
 
 KILL_SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
@@ -57,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     workers.add_argument("--harness", metavar="NAME", help="the harness class to run when the spec defines several")
     workers.add_argument(
         "--nproc-per-node", type=int, default=2, metavar="N", help="worker processes per phase (default: 2)"
+    )
+    workers.add_argument(
+        "--go-nproc-per-node",
+        type=int,
+        metavar="M",
+        help="resume with M workers instead of --nproc-per-node (the spec must declare "
+        "supports_world_size_change; the report lists what the change of world size changed)",
     )
     workers.add_argument(
         "--nnodes",
@@ -254,6 +262,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             raise UsageError("--nproc-per-node must be at least 1")
         if args.nnodes < 1:
             raise UsageError("--nnodes must be at least 1")
+        if args.go_nproc_per_node is not None:
+            if args.go_nproc_per_node < 1:
+                raise UsageError("--go-nproc-per-node must be at least 1")
+            if slurm_launch_requested():
+                raise UsageError("--go-nproc-per-node runs on this machine's torchrun, not inside a Slurm job")
         if args.timeout <= 0:
             raise UsageError("--timeout must be positive")
         if args.cycles < 1:
@@ -305,6 +318,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         kill_during_save=args.kill_during_save,
         nnodes=args.nnodes,
         tolerances=tolerances,
+        go_nproc_per_node=args.go_nproc_per_node,
     )
     live = None
     if out.isatty() and not (args.plain or args.quiet) and os.environ.get("TERM") != "dumb":

@@ -92,7 +92,11 @@ class Launcher(Protocol):
     def launch(
         self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
     ) -> PhaseHandle:
-        """Starts ``phase``; the workers get the run dir, run id and kill wait in their env."""
+        """Starts ``phase``; the workers get the run dir, run id and kill wait in their env.
+
+        Launchers that can run a phase with another number of workers than the run's
+        (``--go-nproc-per-node``) also take ``nproc_per_node``.
+        """
 
 
 class LocalTorchrunLauncher:
@@ -104,9 +108,16 @@ class LocalTorchrunLauncher:
         self.nproc_per_node = nproc_per_node
 
     def launch(
-        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+        self,
+        phase: str,
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+        nproc_per_node: int | None = None,
     ) -> PhaseProcess:
-        command = torchrun_command(self.spec, phase, layout, self.nproc_per_node, self.harness)
+        nproc = nproc_per_node or self.nproc_per_node
+        command = torchrun_command(self.spec, phase, layout, nproc, self.harness)
         return PhaseProcess(phase, command, layout, run_id, wait_for_kill_s, events)
 
 

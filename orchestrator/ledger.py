@@ -235,6 +235,25 @@ def _compare_hashes(
     return None
 
 
+def global_ledger(ledgers: Mapping[int, Sequence[Mapping[str, Any]]]) -> dict[int, list[dict[str, Any]]]:
+    """Every rank's ledger merged into one, as rank 0's: per step, the sorted union of ids.
+
+    Used when phases ran with different world sizes: which rank trains a sample changes
+    with the world size, but each step's global batch must not. Batch hashes are per rank
+    and are left out.
+    """
+    by_step: dict[tuple[int, int], list[Any]] = {}
+    for entries in ledgers.values():
+        for entry in entries:
+            key = (int(entry["step"]), int(entry.get("epoch", 0)))
+            by_step.setdefault(key, []).extend(entry.get("ids") or [])
+    merged = [
+        {"step": step, "epoch": epoch, "ids": sorted(ids, key=repr), "hash": None}
+        for (step, epoch), ids in sorted(by_step.items())
+    ]
+    return {0: merged} if merged else {}
+
+
 def judge_ledger(
     metadata_dir: str | os.PathLike[str],
     reference_metadata_dir: str | os.PathLike[str],
@@ -242,20 +261,30 @@ def judge_ledger(
     stopping_labels: Sequence[str],
     resumed_labels: Sequence[str],
     resumed_steps: Mapping[str, int],
+    world_sizes: Mapping[str, int] | None = None,
 ) -> LedgerCheck | None:
     """The ledger check of a run: stop (cut at go1's resume), go1 (cut at go2's) ... go.
 
+    ``world_sizes`` gives each phase's ranks when they differ from ``world_size``; the
+    streams are then compared over all ranks together (``global_ledger``).
     Returns None when it cannot apply: the spec's batches carry no sample ids, or a
     resumed phase left no resume point (already a failure of its own).
     """
-    continuous = read_ledgers(reference_metadata_dir, "continuous", world_size)
+    sizes = dict(world_sizes or {})
+    merge = any(size != world_size for size in sizes.values())
+
+    def read(directory: str | os.PathLike[str], phase: str) -> dict[int, list[dict[str, Any]]]:
+        ledgers = read_ledgers(directory, phase, sizes.get(phase, world_size))
+        return global_ledger(ledgers) if merge else ledgers
+
+    continuous = read(reference_metadata_dir, "continuous")
     if not any(has_ids(entries) for entries in continuous.values()):
         return None
     segments: list[Segment] = []
     for i, label in enumerate(stopping_labels):
         if i >= len(resumed_labels) or resumed_labels[i] not in resumed_steps:
             return None
-        segments.append((label, read_ledgers(metadata_dir, label, world_size), resumed_steps[resumed_labels[i]]))
+        segments.append((label, read(metadata_dir, label), resumed_steps[resumed_labels[i]]))
     if resumed_labels and resumed_labels[-1] not in stopping_labels:
-        segments.append((resumed_labels[-1], read_ledgers(metadata_dir, resumed_labels[-1], world_size), None))
+        segments.append((resumed_labels[-1], read(metadata_dir, resumed_labels[-1]), None))
     return check_ledgers(continuous, segments)

@@ -83,9 +83,16 @@ class MultiNodeLauncher:
         self.nnodes = nnodes
 
     def launch(
-        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+        self,
+        phase: str,
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+        nproc_per_node: int | None = None,
     ) -> MultiNodePhase:
-        base = torchrun_command(self.spec, phase, layout, self.nproc_per_node, self.harness)
+        nproc = nproc_per_node or self.nproc_per_node
+        base = torchrun_command(self.spec, phase, layout, nproc, self.harness)
         # A fresh port and rendezvous id per phase: go must not meet stop's dead store.
         endpoint = f"127.0.0.1:{free_port()}"
         rdzv_id = f"{run_id}-{phase}"

@@ -151,6 +151,9 @@ class PhasePlan:
             (``"random:SEED"``) instead of at the first checkpointed validation.
         kill_during_save: stop halfway through writing ``last.ckpt`` of the second
             checkpoint, leaving it torn on disk.
+        nproc_per_node: workers per node of this phase (None: the run's ``--nproc-per-node``).
+        checkpoint_world_size: set on a resumed phase whose checkpoint was written by a
+            different number of ranks (``--go-nproc-per-node``): that number.
     """
 
     label: str
@@ -158,6 +161,8 @@ class PhasePlan:
     stop_after_resume: bool = False
     kill_at: str | None = None
     kill_during_save: bool = False
+    nproc_per_node: int | None = None
+    checkpoint_world_size: int | None = None
 
     @property
     def stops(self) -> bool:
@@ -221,6 +226,7 @@ class WorkerResult:
     final_step: int | None = None
     wall_s: float | None = None
     tolerances: dict[str, list[float]] = field(default_factory=dict)
+    metric_scopes: dict[str, str] = field(default_factory=dict)
     protocol_version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,6 +22,7 @@ def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | N
         "harness": _harness_name(outcome) or options.harness,
         "run_dir": str(outcome.run_dir),
         "nproc_per_node": options.nproc_per_node,
+        "go_nproc_per_node": options.go_nproc_per_node,
         "kill_signal": outcome.phases[0].kill["signal"] if outcome.phases and outcome.phases[0].kill else None,
         "reference": options.reference,
         "sentinel": outcome.sentinel.to_dict() if outcome.sentinel else None,
@@ -93,9 +94,51 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
             lines.append(
                 f"{name} vs continuous reference: {span}, {comparison.compared_values} values compared: {state}"
             )
+        if verdict.world_size_change:
+            lines += world_size_change_lines(verdict.world_size_change)
         if verdict.failures:
             lines += ["", "differences:"] + [f"  - {f}" for f in verdict.failures]
     if outcome.leftover_pids:
         lines.append(f"WARNING: processes of the run still alive: {outcome.leftover_pids}")
     lines += ["", f"verdict: {outcome.message} (exit {int(outcome.code)}: {DESCRIPTIONS[outcome.code]})"]
     return "\n".join(lines) + "\n"
+
+
+def _ranks(n: int) -> str:
+    return f"{n} rank" if n == 1 else f"{n} ranks"
+
+
+def world_size_change_lines(change: dict[str, Any]) -> list[str]:
+    """What a resume with another world size changed, and what the verdict left out."""
+    sizes = change["resumed"]
+    resumed = sorted({size for label, size in sizes.items() if size != change["stop"]})
+    lines = [
+        "",
+        f"world size changed: stop and reference on {_ranks(change['stop'])}, resumed on "
+        + ", ".join(_ranks(s) for s in resumed)
+        + " (compared on world-size-independent values; the sample ledger over all ranks together)",
+    ]
+    per_rank = change.get("samples_per_rank_step") or {}
+    if per_rank.get("reference") is not None:
+        lines.append(
+            f"  samples per rank and step: {per_rank['reference']} on {_ranks(change['stop'])} (reference), "
+            + ", ".join(f"{n} on {label}" for label, n in per_rank.items() if label != "reference")
+        )
+    tolerances = change.get("tolerances") or {}
+    if tolerances:
+        lines.append(
+            "  within tolerance: "
+            + ", ".join(f"{m} (rtol {t[0]:g}, atol {t[1]:g})" for m, t in sorted(tolerances.items()))
+        )
+    if change["not_compared"]:
+        lines.append("  not compared after the resume: " + ", ".join(sorted(change["not_compared"])))
+    differing = sorted({(c["metric"], c["rank"]) for c in change["resume_changed"] if c["saved"] != c["resumed"]})
+    same = sorted({c["metric"] for c in change["resume_changed"]} - {m for m, _ in differing})
+    if differing:
+        lines.append(
+            "  changed at the resume point (per rank, not compared): "
+            + ", ".join(f"{m} (rank {r})" for m, r in differing)
+        )
+    if same:
+        lines.append("  per-rank values carried over unchanged at the resume point: " + ", ".join(same))
+    return lines

@@ -84,6 +84,18 @@ class RunOptions:
     kill_during_save: bool = False
     # --tolerances: per-metric [rtol, atol] that override the spec's in the verdict (issue 4).
     tolerances: dict[str, list[float]] | None = None
+    # --go-nproc-per-node: resumed phases run with this many workers (None: the same as stop).
+    go_nproc_per_node: int | None = None
+
+    @property
+    def world_size(self) -> int:
+        """Ranks of the stop and continuous phases."""
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def go_world_size(self) -> int:
+        """Ranks of every resumed phase."""
+        return (self.go_nproc_per_node or self.nproc_per_node) * self.nnodes
 
     def plans(self) -> list[PhasePlan]:
         """The phases of the run before the reference: the stopping ones, then the final go."""
@@ -93,7 +105,18 @@ class RunOptions:
         for cycle in range(1, self.cycles):
             plans.append(PhasePlan(f"go{cycle}", PHASE_GO, stop_after_resume=True, kill_at=later_kill_at))
         plans.append(PhasePlan(PHASE_GO, PHASE_GO))
+        if self.go_world_size != self.world_size:
+            for i, plan in enumerate(plans[1:]):
+                plan.nproc_per_node = self.go_nproc_per_node
+                # Only the first resume reads a checkpoint of the stop's world size.
+                plan.checkpoint_world_size = self.world_size if i == 0 else None
         return plans
+
+    def world_sizes(self, plans: list[PhasePlan]) -> dict[str, int]:
+        """Ranks of every phase by label, the reference included."""
+        sizes = {p.label: (self.go_world_size if p.mode == PHASE_GO else self.world_size) for p in plans}
+        sizes[PHASE_CONTINUOUS] = self.world_size
+        return sizes
 
 
 @dataclass
@@ -142,6 +165,7 @@ class Orchestrator:
         self.events = events
         self.active: PhaseHandle | None = None
         self.outcome = RunOutcome(ExitCode.INTERNAL_ERROR, "", options.run_dir)
+        self.plans: dict[str, PhasePlan] = {}
         # Set while cleaning up, so a second signal cannot interrupt the cleanup.
         self.cleaning_up = False
 
@@ -152,6 +176,7 @@ class Orchestrator:
             plans = self.options.plans()
             for plan in plans:
                 write_json_atomic(self.layout.phase_plan(plan.label), plan.to_dict())
+            self.plans = {plan.label: plan for plan in plans}
             for plan in plans[:-1]:
                 self._stopping_phase(plan)
             go_results = self._go_phase(plans[-1])
@@ -164,6 +189,8 @@ class Orchestrator:
                 resumed_labels=[p.label for p in plans if p.mode == PHASE_GO],
                 stopping_labels=[p.label for p in plans[:-1]],
                 tolerances={**_tolerances(go_results), **(self.options.tolerances or {})},
+                world_sizes=self.options.world_sizes(plans),
+                metric_scopes=_metric_scopes(go_results),
             )
             if outcome.verdict.ok:
                 outcome.code, outcome.message = ExitCode.VERIFIED, "resume verified"
@@ -199,16 +226,23 @@ class Orchestrator:
     # -- phases ---------------------------------------------------------------------
 
     def _launch(self, phase: str) -> tuple[PhaseHandle, PhaseRecord]:
-        proc = self.launcher.launch(phase, self.layout, self.run_id, self.options.timeout_s, self.events)
+        plan = self.plans.get(phase)
+        nproc = (plan.nproc_per_node if plan else None) or self.options.nproc_per_node
+        if nproc == self.options.nproc_per_node:
+            proc = self.launcher.launch(phase, self.layout, self.run_id, self.options.timeout_s, self.events)
+        else:  # --go-nproc-per-node: only the local launchers take a per-phase size
+            proc = self.launcher.launch(
+                phase, self.layout, self.run_id, self.options.timeout_s, self.events, nproc_per_node=nproc
+            )
         self.active = proc
         record = PhaseRecord(phase, proc.command, proc.pid, log=str(proc.log_path))
         self.outcome.phases.append(record)
         self.events.event(
             PHASE_STARTED,
             phase,
-            f"{phase}: launched torchrun (pid {proc.pid}, {self.options.nproc_per_node} workers)",
+            f"{phase}: launched torchrun (pid {proc.pid}, {nproc} workers)",
             agent_pid=proc.pid,
-            nproc=self.options.nproc_per_node,
+            nproc=nproc,
         )
         return proc, record
 
@@ -361,7 +395,7 @@ class Orchestrator:
         if any(r.status == "mismatch" for r in results.values()):
             record.outcome = "resume mismatch"
             return results
-        if record.exit_code != 0 or len(results) < self.outcome.stops[-1]["world_size"]:
+        if record.exit_code != 0 or len(results) < self.options.go_world_size:
             self._raise_worker_failure(plan.label, ExitCode.GO_FAILED, record.exit_code, record)
         return results
 
@@ -416,6 +450,13 @@ def _last_worker_error(log: Path) -> str | None:
     return None
 
 
+def _metric_scopes(results: dict[int, WorkerResult]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for result in results.values():
+        merged.update(result.metric_scopes)
+    return merged
+
+
 def _tolerances(results: dict[int, WorkerResult]) -> dict[str, list[float]]:
     merged: dict[str, list[float]] = {}
     for result in results.values():
@@ -432,6 +473,7 @@ def write_run_json(layout: RunLayout, options: RunOptions, run_id: str) -> None:
             "spec": str(options.spec),
             "harness": options.harness,
             "nproc_per_node": options.nproc_per_node,
+            "go_nproc_per_node": options.go_nproc_per_node,
             "kill_signal": signal.Signals(options.kill_signal).name,
             "timeout_s": options.timeout_s,
             "reference": options.reference,

@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
 from orchestrator.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
+from orchestrator.metric_scopes import global_trajectory, not_compared, world_size_tolerances
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, read_json
 
 
@@ -40,6 +41,8 @@ class Verdict:
     failures: list[str] = field(default_factory=list)
     # The data exactly-once check (None: no reference run, or batches without sample ids).
     ledger: LedgerCheck | None = None
+    # --go-nproc-per-node: world sizes, and what was compared or left out because of it.
+    world_size_change: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,6 +67,7 @@ class Verdict:
             "go_vs_reference": self.go_vs_reference.to_dict() if self.go_vs_reference else None,
             "stop_vs_reference": self.stop_vs_reference.to_dict() if self.stop_vs_reference else None,
             "ledger": self.ledger.to_dict() if self.ledger else None,
+            "world_size_change": self.world_size_change,
             "findings": self.findings(),
         }
 
@@ -131,6 +135,8 @@ def judge(
     resumed_labels: list[str],
     stopping_labels: list[str],
     tolerances: Tolerances | None = None,
+    world_sizes: dict[str, int] | None = None,
+    metric_scopes: dict[str, str] | None = None,
 ) -> Verdict:
     """Builds the verdict of a run whose final resumed phase has finished.
 
@@ -141,10 +147,19 @@ def judge(
         resumed_labels: the resumed phases in order (``go1`` ... ``go``).
         stopping_labels: the phases that were killed, in order (``stop``, ``go1`` ...).
         tolerances: per-metric ``(rtol, atol)`` overrides.
+        world_sizes: ranks of each phase by label where they differ from ``world_size``
+            (``--go-nproc-per-node``); those phases are compared with the reference on
+            world-size-independent values only (``orchestrator.metric_scopes``).
+        metric_scopes: the spec's declared metric scopes.
     """
+    sizes = {label: world_size for label in [*resumed_labels, *stopping_labels]}
+    sizes.update(world_sizes or {})
+    changed = sorted({size for size in sizes.values() if size != world_size})
     verdict = Verdict(resume_step=None)
+    if changed:
+        verdict.world_size_change = {"stop": world_size, "resumed": sizes, "not_compared": {}, "resume_changed": []}
     for label in resumed_labels:
-        found, missing = read_resume_checks(metadata_dir, label, world_size)
+        found, missing = read_resume_checks(metadata_dir, label, sizes[label])
         for rank in missing:
             verdict.failures.append(f"{label}: rank {rank} wrote no resume check (it never reached train start)")
         if found:
@@ -155,6 +170,8 @@ def judge(
             if verdict.resume_step is None:
                 verdict.resume_step = first["resumed_step"]
         for data in found:
+            if verdict.world_size_change is not None:
+                verdict.world_size_change["resume_changed"].extend(data.get("changed", []))
             for raw in data.get("checks", []):
                 check = MetricCheck(**raw)
                 verdict.resume_checks.append(check)
@@ -168,15 +185,22 @@ def judge(
         if rank not in reference:
             verdict.failures.append(f"the reference run recorded no trajectory for rank {rank}")
     for label in [*stopping_labels, *(lb for lb in resumed_labels if lb not in stopping_labels)]:
-        candidate = read_trajectories(metadata_dir, label, world_size)
+        candidate = read_trajectories(metadata_dir, label, sizes[label])
+        phase_reference, phase_tolerances = reference, tolerances
+        if sizes[label] != world_size:
+            phase_reference, candidate, phase_tolerances = _across_world_sizes(
+                reference, candidate, metric_scopes, tolerances, verdict
+            )
         start = next((r["resumed_step"] for r in verdict.resumes if r["label"] == label), None)
         if label == resumed_labels[-1] and start is not None:
             # The final phase must cover every reference step after its resume point.
             steps = sorted({int(e["step"]) for entries in reference.values() for e in entries if e["step"] > start})
-            comparison = compare_trajectories(reference, candidate, steps=steps, tolerances=tolerances)
+            comparison = compare_trajectories(phase_reference, candidate, steps=steps, tolerances=phase_tolerances)
         else:
             # A killed phase is judged on what each of its ranks recorded before the kill.
-            comparison = compare_trajectories(reference, candidate, tolerances=tolerances, only_recorded=True)
+            comparison = compare_trajectories(
+                phase_reference, candidate, tolerances=phase_tolerances, only_recorded=True
+            )
         verdict.trajectories[label] = comparison
         # A missing step comes first: the steps after it are shifted, not wrong by themselves.
         for rank, absent in comparison.missing_steps.items():
@@ -197,8 +221,38 @@ def judge(
     # Data exactly-once: stop's batches up to go1's resume point + ... + go's == continuous's.
     resumed_steps = {r["label"]: r["resumed_step"] for r in verdict.resumes}
     verdict.ledger = judge_ledger(
-        metadata_dir, reference_metadata_dir, world_size, stopping_labels, resumed_labels, resumed_steps
+        metadata_dir, reference_metadata_dir, world_size, stopping_labels, resumed_labels, resumed_steps, sizes
     )
     if verdict.ledger is not None:
         verdict.failures.extend("data: " + problem.describe() for problem in verdict.ledger.problems)
     return verdict
+
+
+def _across_world_sizes(
+    reference: dict[int, list[dict[str, Any]]],
+    candidate: dict[int, list[dict[str, Any]]],
+    scopes: dict[str, str] | None,
+    tolerances: Tolerances | None,
+    verdict: Verdict,
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]], dict[str, list[float]]]:
+    """Both trajectories reduced to world-size-independent values, as rank 0's, with the
+    tolerances for them; records in ``verdict`` what was left out and why."""
+    metrics = sorted({m for entries in reference.values() for e in entries for m in e.get("metrics", {})})
+    assert verdict.world_size_change is not None
+    verdict.world_size_change["not_compared"].update(not_compared(metrics, scopes, at_resume=False))
+    verdict.world_size_change["tolerances"] = world_size_tolerances(metrics, scopes, tolerances)
+    table = {**(tolerances or {}), **verdict.world_size_change["tolerances"]}
+    batch = verdict.world_size_change.setdefault("samples_per_rank_step", {})
+    batch.setdefault("reference", _samples_per_rank_step(reference))
+    batch[f"{len(candidate)} rank" + ("s" if len(candidate) != 1 else "")] = _samples_per_rank_step(candidate)
+    return {0: global_trajectory(reference, scopes)}, {0: global_trajectory(candidate, scopes)}, table
+
+
+def _samples_per_rank_step(trajectories: dict[int, list[dict[str, Any]]]) -> int | None:
+    """How many samples one rank trained in one step (None when batches carry no ids)."""
+    for entries in trajectories.values():
+        for entry in entries:
+            ids = entry.get("metrics", {}).get("batch_sample_ids")
+            if isinstance(ids, list):
+                return len(ids)
+    return None

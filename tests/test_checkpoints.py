@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from workers.checkpoints import TornCheckpointError, checkpoint_step, newest_complete_checkpoint
+from workers.backends.lightning import LightningBackend
+from workers.checkpoints import TornCheckpointError, checkpoint_step
+
+newest_complete_checkpoint = LightningBackend().newest_complete_checkpoint
 
 
 def _save(path: Path, step: int) -> None:

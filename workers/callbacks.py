@@ -27,6 +27,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
 from orchestrator.compare import Tolerances, check_metrics
+from orchestrator.metric_scopes import not_compared
 from orchestrator.protocol import (
     MetadataLayout,
     Sentinel,
@@ -35,7 +36,9 @@ from orchestrator.protocol import (
     wait_for_kill_s_from_env,
     write_json_atomic,
 )
-from workers.checkpoints import checkpoint_interval, checkpoint_saved_at, last_saved_step, verify_complete
+from workers.backends.base import Backend
+from workers.backends.lightning import LightningBackend
+from workers.checkpoints import checkpoint_interval, checkpoint_saved_at, last_saved_step
 from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
 
@@ -128,6 +131,7 @@ class RaiseAfterMetadataCallback(Callback):
             directory when set, else the metadata directory.
         kill_at: ``"STEP"`` or ``"random:SEED"``; ``None`` takes the phase plan's, if any.
         label: the phase's label, recorded in the sentinel.
+        backend: vets the checkpoint before the sentinel names it; Lightning's by default.
     """
 
     def __init__(
@@ -137,12 +141,14 @@ class RaiseAfterMetadataCallback(Callback):
         sentinel_path: str | os.PathLike[str] | None = None,
         kill_at: str | None = None,
         label: str = "stop",
+        backend: Backend | None = None,
     ) -> None:
         self.metadata_path = Path(metadata_path)
         self.wait_for_kill_s = wait_for_kill_s
         self.sentinel_path = Path(sentinel_path) if sentinel_path else None
         self.kill_at = kill_at
         self.label = label
+        self.backend = backend or LightningBackend()
         self.start_step = 0
         self.kill_step: int | None = None
 
@@ -198,7 +204,7 @@ class RaiseAfterMetadataCallback(Callback):
         else:
             raise StopAndGoException(f"stopped at step {trainer.global_step}, before any checkpoint was saved")
         assert checkpoint is not None
-        verify_complete(checkpoint, step)
+        self.backend.verify_complete(checkpoint, step)
         if not MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
             raise StopAndGoException(f"no metadata was saved for the checkpoint of step {step}")
         return checkpoint, step
@@ -221,6 +227,11 @@ class TestCheckpointIntegrityCallback(Callback):
     The comparison is written at train start (so the orchestrator has it even if the run
     dies later); a mismatch fails the run at train end, after the resumed run has
     recorded its whole trajectory.
+
+    When the checkpoint was written by another number of ranks (``--go-nproc-per-node``),
+    every rank is checked against rank 0's saved values on the metrics that do not depend
+    on the world size (``orchestrator.metric_scopes``); the per-rank ones are recorded as
+    ``changed``, not compared.
     """
 
     __test__ = False  # not a pytest test class, despite the seed's name
@@ -231,24 +242,41 @@ class TestCheckpointIntegrityCallback(Callback):
         metrics_getter: Mapping[str, MetricsFn],
         tolerances: Tolerances | None = None,
         label: str = "go",
+        metric_scopes: Mapping[str, str] | None = None,
     ) -> None:
         self.metadata_path = Path(metadata_path)
         self.metrics_getter = dict(metrics_getter)
         self.tolerances = tolerances
         self.label = label
+        self.metric_scopes = dict(metric_scopes or {})
         self.mismatches: list[str] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layout = MetadataLayout(self.metadata_path)
         rank, step = trainer.global_rank, trainer.global_step
         saved = read_json(layout.metadata(rank, step))
+        if saved is not None and saved.get("world_size", trainer.world_size) != trainer.world_size:
+            saved = read_json(layout.metadata(0, step))  # world-size-independent values: rank 0's
+        elif saved is None:
+            saved = read_json(layout.metadata(0, step))
+            if saved is not None and saved.get("world_size") == trainer.world_size:
+                saved = None  # same world size: this rank's own file must exist
         if saved is None:
             raise StopAndGoException(
                 f"rank {rank} resumed at step {step}, but no checkpoint of that step was saved with metadata "
                 f"({layout.metadata(rank, step)} is missing)"
             )
         resumed = collect_metrics(self.metrics_getter, trainer, pl_module)
-        checks = check_metrics(saved["metrics"], resumed, rank, self.tolerances)
+        expected = saved["metrics"]
+        changed: list[dict[str, Any]] = []
+        if saved.get("world_size", trainer.world_size) != trainer.world_size:
+            left_out = not_compared(list(expected), self.metric_scopes, at_resume=True)
+            changed = [
+                {"metric": m, "rank": rank, "saved": expected[m], "resumed": resumed.get(m), "why": why}
+                for m, why in left_out.items()
+            ]
+            expected = {m: v for m, v in expected.items() if m not in left_out}
+        checks = check_metrics(expected, resumed, rank, self.tolerances)
         write_json_atomic(
             layout.resume_check(self.label, rank),
             {
@@ -256,8 +284,11 @@ class TestCheckpointIntegrityCallback(Callback):
                 "label": self.label,
                 "saved_step": saved["step"],
                 "resumed_step": step,
+                "saved_world_size": saved.get("world_size"),
+                "world_size": trainer.world_size,
                 "checkpoint": str(trainer.ckpt_path),
                 "checks": [c.to_dict() for c in checks],
+                "changed": changed,
             },
         )
         self.mismatches = [

@@ -1,14 +1,14 @@
-"""Finding and vetting Lightning checkpoints: what the sentinel may name, what go may load.
+"""Lightning checkpoints: what ``ModelCheckpoint`` saved, and whether a ``.ckpt`` file is whole.
 
 Lightning writes ``last.ckpt`` in place (no temporary file and rename), so a kill during
 that write leaves a torn file where the previous good one was. A resume must therefore
-check a checkpoint before trusting it, and fall back to the newest complete one.
+check a checkpoint before trusting it, and fall back to the newest complete one
+(``Backend.newest_complete_checkpoint``). The ``ModelCheckpoint`` lookups serve every
+backend whose checkpoint callback is a ``ModelCheckpoint`` (NeMo's included).
 """
 
 from __future__ import annotations
 
-import os
-import re
 import zipfile
 from pathlib import Path
 
@@ -16,13 +16,16 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from workers.backends.base import IncompleteCheckpointError, TornCheckpointError
 
-class IncompleteCheckpointError(RuntimeError):
-    """A checkpoint file exists but is torn, unreadable or of the wrong step."""
-
-
-class TornCheckpointError(RuntimeError):
-    """No complete checkpoint is left to resume from."""
+__all__ = [
+    "IncompleteCheckpointError",
+    "TornCheckpointError",
+    "checkpoint_interval",
+    "checkpoint_saved_at",
+    "checkpoint_step",
+    "last_saved_step",
+]
 
 
 def checkpoint_saved_at(trainer: pl.Trainer, step: int) -> Path | None:
@@ -77,43 +80,3 @@ def checkpoint_step(path: Path) -> int:
     if not isinstance(step, int):
         raise IncompleteCheckpointError(f"checkpoint {path} has no global_step")
     return step
-
-
-def verify_complete(path: Path, step: int) -> None:
-    """Raises ``IncompleteCheckpointError`` unless ``path`` is a whole checkpoint of ``step``.
-
-    The file is fsynced too, so that a node loss after the sentinel cannot tear it.
-    """
-    saved_step = checkpoint_step(path)
-    if saved_step != step:
-        raise IncompleteCheckpointError(f"checkpoint {path} holds step {saved_step}, expected {step}")
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_STEP_IN_NAME = re.compile(r"step=(\d+)")
-
-
-def newest_complete_checkpoint(directory: Path) -> tuple[Path, int, list[str]]:
-    """The checkpoint to resume from: ``last.ckpt`` if whole, else the newest whole one.
-
-    Returns the path, its step, and one line for each newer candidate that was skipped
-    because it is torn. Raises ``TornCheckpointError`` when no whole checkpoint is left.
-    """
-    candidates = sorted(
-        directory.glob("*.ckpt"),
-        key=lambda p: (p.name == "last.ckpt", int(m.group(1)) if (m := _STEP_IN_NAME.search(p.name)) else -1),
-        reverse=True,
-    )
-    skipped: list[str] = []
-    for path in candidates:
-        try:
-            return path, checkpoint_step(path), skipped
-        except IncompleteCheckpointError as err:
-            skipped.append(str(err))
-    if not candidates:
-        raise TornCheckpointError(f"no checkpoint to resume from in {directory}")
-    raise TornCheckpointError(f"torn checkpoint: no complete checkpoint in {directory}: " + "; ".join(skipped))

@@ -22,10 +22,18 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
+from orchestrator.metric_scopes import validate_scopes
 from orchestrator.process_tree import set_parent_death_signal
-from orchestrator.protocol import ENV_PHASE_LABEL, RunLayout, WorkerResult, read_phase_plan, write_json_atomic
+from orchestrator.protocol import (
+    ENV_PHASE_LABEL,
+    PhasePlan,
+    RunLayout,
+    WorkerResult,
+    read_phase_plan,
+    write_json_atomic,
+)
 from workers.callbacks import ResumeMismatchError
 from workers.spec_loader import SpecError, load_spec_module, pick_harness
 
@@ -68,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         result.harness = harness_cls.__name__
         result.metadata_dir = str(harness.metadata_dir.resolve())
         result.tolerances = {k: list(v) for k, v in harness.metric_tolerances.items()}
+        result.metric_scopes = dict(harness.metric_scopes)
+        _check_world_size_change(harness, plan, result.world_size, args.spec)
         write_json_atomic(path, result.to_dict())
         {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[plan.mode]()
         result.status = "ok"
@@ -88,6 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(path, result.to_dict())
     stacks.close()
     return exit_code
+
+
+def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spec: str) -> None:
+    """Refuses a resume with another world size unless the spec declares it supports one."""
+    try:
+        validate_scopes(harness.metric_scopes)
+    except ValueError as err:
+        raise SpecError(f"{spec}: {err}") from err
+    saved = plan.checkpoint_world_size
+    if saved is None or saved == world_size or getattr(harness, "supports_world_size_change", False):
+        return
+    raise SpecError(
+        f"{spec}: {type(harness).__name__} cannot resume a checkpoint of {saved} ranks with {world_size}: "
+        "the spec does not declare supports_world_size_change = True"
+    )
 
 
 def _dump_stacks_on_sigusr1(path: Path) -> TextIO:

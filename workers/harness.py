@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from orchestrator.compare import tolerances_from_env
 from orchestrator.protocol import PhasePlan, saving_marker_path_for, wait_for_kill_s_from_env
+from workers.backends.base import Backend
+from workers.backends.lightning import LightningBackend
 from workers.callbacks import (
     MetadataSaveCallback,
     MetricsTrajectoryCallback,
@@ -28,10 +29,8 @@ from workers.callbacks import (
     TestCheckpointIntegrityCallback,
     flush_trajectories,
 )
-from workers.checkpoints import newest_complete_checkpoint
 from workers.metrics import MetricsDict, MetricsFn, builtin_metrics
 from workers.progress import ProgressCallback
-from workers.torn_save import KillDuringSaveCallback
 
 
 class Mode(str, Enum):
@@ -67,7 +66,17 @@ class StopAndGoHarness(ABC):
             listed use ``orchestrator.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``.
         final_step: the global step at the end of ``go()`` or ``continuous()``.
         plan: the orchestrator's plan of the phase being run (label, kill point, ...).
+        backend: the training stack's checkpoint format and fit (``workers.backends``);
+            a spec sets it as a class attribute. Lightning's ``.ckpt`` files by default.
+        supports_world_size_change: a spec sets it to True when it can resume with
+            another number of ranks (``--go-nproc-per-node``) holding the global batch
+            constant; without it such a resume is refused.
+        metric_scopes: the scope of each extra metric (``orchestrator.metric_scopes``);
+            undeclared extra metrics are per rank.
     """
+
+    backend: Backend = LightningBackend()
+    supports_world_size_change: bool = False
 
     def __init__(
         self,
@@ -85,6 +94,7 @@ class StopAndGoHarness(ABC):
             self.metrics_getter.update(extra_metrics_dict)
         self.val_check_interval = val_check_interval
         self.metric_tolerances: dict[str, tuple[float, float]] = {}
+        self.metric_scopes: dict[str, str] = {}
         self.final_step: int | None = None
         # Set by the worker entry from the orchestrator's plan; None outside an orchestrator.
         self.plan: PhasePlan | None = None
@@ -105,14 +115,9 @@ class StopAndGoHarness(ABC):
         other built-in metric of ``workers.metrics.builtin_metrics`` (all on by default)."""
         return builtin_metrics()  # type: ignore[return-value]
 
-    def checkpoint_callback(self) -> ModelCheckpoint:
+    def checkpoint_callback(self) -> pl.Callback:
         """The checkpoint callback of every mode: every ``val_check_interval`` steps, plus last."""
-        return ModelCheckpoint(
-            dirpath=self.checkpoint_dir,
-            save_last=True,
-            save_top_k=-1,
-            every_n_train_steps=self.val_check_interval,
-        )
+        return self.backend.checkpoint_callback(self.checkpoint_dir, self.val_check_interval)
 
     def get_callbacks(self, mode: Mode | str) -> list[pl.Callback]:
         """The callbacks for ``mode``; extend with ``super().get_callbacks(mode) + [...]``.
@@ -133,13 +138,14 @@ class StopAndGoHarness(ABC):
                     metrics_getter=self.metrics_getter,
                     tolerances={**self.metric_tolerances, **tolerances_from_env()},
                     label=plan.label,
+                    metric_scopes=self.metric_scopes,
                 )
             )
         if mode is Mode.STOP or (mode is Mode.RESUME and plan.stop_after_resume):
             callbacks.append(MetadataSaveCallback(metadata_path=self.metadata_dir, metrics_getter=self.metrics_getter))
             if plan.kill_during_save:
                 callbacks.append(
-                    KillDuringSaveCallback(
+                    self.backend.kill_during_save_callback(
                         saving_marker_path_for(self.metadata_dir),
                         wait_for_kill_s_from_env(),
                         before_tear=lambda trainer: flush_trajectories(trainer, complete_steps_only=True),
@@ -147,18 +153,20 @@ class StopAndGoHarness(ABC):
                 )
             else:
                 callbacks.append(
-                    RaiseAfterMetadataCallback(metadata_path=self.metadata_dir, kill_at=plan.kill_at, label=plan.label)
+                    RaiseAfterMetadataCallback(
+                        metadata_path=self.metadata_dir, kill_at=plan.kill_at, label=plan.label, backend=self.backend
+                    )
                 )
         callbacks.append(self.checkpoint_callback())
         return callbacks
 
     def resume_checkpoint_path(self) -> Path:
-        """The checkpoint to resume from: ``last.ckpt`` if complete, else the newest complete one.
+        """The checkpoint to resume from: ``last`` if complete, else the newest complete one.
 
         Raises:
             TornCheckpointError: when no complete checkpoint is left (or none exists).
         """
-        path, step, skipped = newest_complete_checkpoint(self.checkpoint_dir)
+        path, step, skipped = self.backend.newest_complete_checkpoint(self.checkpoint_dir)
         for reason in skipped:
             rank_zero_warn(f"stop-and-go: skipping a checkpoint that cannot be resumed from: {reason}")
         rank_zero_info(f"stop-and-go: resuming from {path} (step {step})")
@@ -166,10 +174,10 @@ class StopAndGoHarness(ABC):
 
     def stop(self) -> None:
         """Trains until the first checkpointed validation, then stops (or is killed)."""
-        model, data, _ = self.setup_model(Mode.STOP)
+        model, data, opt = self.setup_model(Mode.STOP)
         trainer = self.setup_trainer_and_strategy(Mode.STOP, self.metrics_getter)
         try:
-            trainer.fit(model, datamodule=data)
+            self.backend.fit(trainer, model, data, opt, ckpt_path=None)
         except StopAndGoException:
             return
         raise StopAndGoException("the stop run finished training without reaching a checkpointed validation")
@@ -179,11 +187,11 @@ class StopAndGoHarness(ABC):
 
         In a resumed phase planned to stop again (``--cycles``), it stops like ``stop()``.
         """
-        model, data, _ = self.setup_model(Mode.RESUME)
+        model, data, opt = self.setup_model(Mode.RESUME)
         trainer = self.setup_trainer_and_strategy(Mode.RESUME, self.metrics_getter)
         stops_again = self.plan is not None and self.plan.stop_after_resume
         try:
-            trainer.fit(model, datamodule=data, ckpt_path=self.resume_checkpoint_path())
+            self.backend.fit(trainer, model, data, opt, ckpt_path=self.resume_checkpoint_path())
         except StopAndGoException:
             if stops_again:
                 return
@@ -196,9 +204,9 @@ class StopAndGoHarness(ABC):
 
     def continuous(self) -> None:
         """Trains all steps without interruption: the reference for go's trajectory."""
-        model, data, _ = self.setup_model(Mode.CONTINUOUS)
+        model, data, opt = self.setup_model(Mode.CONTINUOUS)
         trainer = self.setup_trainer_and_strategy(Mode.CONTINUOUS, self.metrics_getter)
-        trainer.fit(model, datamodule=data)
+        self.backend.fit(trainer, model, data, opt, ckpt_path=None)
         self.final_step = trainer.global_step
 
     def run_test(self) -> None:
