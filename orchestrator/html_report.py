@@ -500,7 +500,7 @@ def _line_plot(
             kx = x(kill_s)
             out.append(
                 f'<line x1="{kx:.1f}" x2="{kx:.1f}" y1="{TOP - 14}" y2="{HEIGHT - BOTTOM}" class="kill-line"/>'
-                + labels.place(kx, f"{seg.label} killed (step {kill_s})", "kill-label")
+                + labels.place(kx, f"{seg.label} killed after step {kill_s}", "kill-label")
                 + f'<text x="{kx:.1f}" y="{y(kill_v) + 5:.1f}" class="kill-x" text-anchor="middle">✕'
                 f"<title>{_e(seg.label)} killed after step {kill_s}: {_e(_fmt(kill_v))}</title></text>"
             )

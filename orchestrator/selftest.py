@@ -19,6 +19,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -140,8 +142,14 @@ def run_self_test(
     timeout_s: float,
     control: Path | None,
     out: TextIO,
+    jobs: int = 1,
 ) -> tuple[int, list[MutantResult], bool | None]:
-    """Runs the control and every mutant; prints a line each and ``caught X/Y``."""
+    """Runs the control and every mutant; prints a line each and ``caught X/Y``.
+
+    With ``jobs`` > 1 that many mutants run at once (each a whole orchestrator with its
+    own run directory and run id); lines are printed as runs finish, the summary keeps
+    the catalog's order.
+    """
     control_ok: bool | None = None
     if control is not None:
         code, report, wall = run_spec(control, run_root / "control", extra, timeout_s)
@@ -149,16 +157,21 @@ def run_self_test(
         state = "verified" if control_ok else f"FAILED (exit {code}): {(report or {}).get('message', 'no report')}"
         out.write(f"control  {control.name}: {state} ({wall:.0f}s)\n")
         out.flush()
-    results = []
-    for mutant in mutants:
+
+    def run_one(mutant: Mutant) -> MutantResult:
         run_dir = run_root / mutant.name
         code, report, wall = run_spec(mutant.path, run_dir, extra, timeout_s)
         caught, finding, first_failure = judge_mutant(mutant, code, report)
         named = sorted({f["metric"] for f in ((report or {}).get("verdict") or {}).get("findings") or []})
-        result = MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)
-        results.append(result)
-        out.write(_line(result) + "\n")
-        out.flush()
+        return MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)
+
+    by_name: dict[str, MutantResult] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for result in as_completed_results(pool, run_one, mutants):
+            by_name[result.mutant.name] = result
+            out.write(_line(result) + "\n")
+            out.flush()
+    results = [by_name[m.name] for m in mutants]
     caught_count = sum(r.caught for r in results)
     out.write(f"caught {caught_count}/{len(results)}")
     if control_ok is not None:
@@ -173,6 +186,15 @@ def run_self_test(
     }
     (run_root / "self_test.json").write_text(json.dumps(summary, indent=2))
     return (0 if ok else 1), results, control_ok
+
+
+def as_completed_results(
+    pool: ThreadPoolExecutor, fn: Callable[[Mutant], MutantResult], mutants: list[Mutant]
+) -> Iterator[MutantResult]:
+    """``fn(mutant)`` for every mutant on ``pool``, yielded as each finishes."""
+    futures = [pool.submit(fn, mutant) for mutant in mutants]
+    for future in as_completed(futures):
+        yield future.result()
 
 
 def _line(result: MutantResult) -> str:
@@ -202,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-dir", type=Path, help="where the runs go (default: ./stop_and_go_runs/self-test-<time>)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per-phase timeout of each run (s)")
     parser.add_argument("--nproc-per-node", type=int, default=2, help="workers per phase")
+    parser.add_argument("--jobs", type=int, default=1, help="mutant runs at once (default: 1)")
     return parser
 
 
@@ -213,6 +236,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         mutants = discover(args.mutants_dir, args.only)
         if not args.no_control and not args.control.is_file():
             raise SelfTestUsageError(f"control spec not found: {args.control}")
+        if args.jobs < 1:
+            raise SelfTestUsageError("--jobs must be at least 1")
         run_root = (args.run_dir or Path("stop_and_go_runs") / time.strftime("self-test-%Y%m%d-%H%M%S")).resolve()
         if (run_root / "self_test.json").exists():
             raise SelfTestUsageError(f"{run_root} already holds a self-test; choose another --run-dir")
@@ -222,5 +247,5 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return 2
     extra = ["--timeout", str(args.timeout), "--nproc-per-node", str(args.nproc_per_node)]
     control = None if args.no_control else args.control.resolve()
-    code, _, _ = run_self_test(mutants, run_root, extra, args.timeout * 4, control, out)
+    code, _, _ = run_self_test(mutants, run_root, extra, args.timeout * 4, control, out, jobs=args.jobs)
     return code

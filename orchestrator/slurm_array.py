@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,8 @@ def run_array(suite: Suite, out: Path, args: argparse.Namespace) -> int:
         return 0
     print(f"[suite] submitted job array {job_id} with {len(suite.entries)} tasks: {script}", flush=True)
     left = -1
+    # SIGTERM (a scheduler or a parent job ending the suite) must cancel the array too.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         while True:
             now = _pending_tasks(job_id)
@@ -111,12 +114,19 @@ def run_array(suite: Suite, out: Path, args: argparse.Namespace) -> int:
                 break
             time.sleep(POLL_INTERVAL_S)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not stop the cancel
         subprocess.run(["scancel", job_id], capture_output=True, timeout=30, check=False)
         print(f"error: suite interrupted; job array {job_id} cancelled (output in {out})", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     states = _task_states(job_id)
     results = [_result(suite, out, index, states.get(index)) for index in range(len(suite.entries))]
     return finish(suite, out, results)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _result(suite: Suite, out: Path, index: int, state: str | None) -> EntryResult:

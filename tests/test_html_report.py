@@ -55,7 +55,7 @@ def test_html_overlays_reference_and_stop_go_with_kill_resume_and_divergence(
     card = _metric_card(page, "learning_rate")
     assert "diverged at step 3" in card
     assert "first divergence: step 3" in card
-    assert "stop killed (step 2)" in card
+    assert "stop killed after step 2" in card
     assert "go: resume from step 2" in card
     # One chart per rank; in each, the reference line over all 12 steps, the stop line
     # (steps 1-2) and the go line from the resumed value at step 2 to step 12.

@@ -44,7 +44,8 @@ class SelfTestRun:
 def self_test(tmp_path_factory: pytest.TempPathFactory) -> SelfTestRun:
     run_root = tmp_path_factory.mktemp("self_test") / "runs"
     proc = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "self-test", "--no-control", "--run-dir", str(run_root)],
+        # Two runs at once: one run leaves a core mostly idle (imports, rendezvous, polling).
+        [sys.executable, "-m", "orchestrator", "self-test", "--no-control", "--jobs", "2", "--run-dir", str(run_root)],
         capture_output=True,
         text=True,
         cwd=REPO,

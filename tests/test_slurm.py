@@ -245,3 +245,41 @@ def test_go_as_new_job_resumes_in_a_second_allocation(tmp_path: Path) -> None:
     assert live_processes_of_run(run_dir) == []
     for job_id in jobs.values():
         assert processes_of_job(job_id) == []
+
+
+@needs_slurm
+def test_sigterm_to_a_slurm_suite_cancels_its_array(tmp_path: Path) -> None:
+    out = tmp_path / "suite"
+    suite = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "suite", str(SUITE), "--slurm", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "slurm_job_id").exists() or not list(out.glob("entries/*/results/stop/rank*.json")):
+            if time.monotonic() > deadline:
+                pytest.fail("no array task started a stop phase")
+            if suite.poll() is not None:
+                pytest.fail(f"the suite ended early: {suite.communicate()}")
+            time.sleep(0.5)
+        suite.terminate()
+        stdout, stderr = suite.communicate(timeout=120)
+    finally:
+        if suite.poll() is None:
+            suite.kill()
+    job_id = (out / "slurm_job_id").read_text().strip()
+    assert suite.returncode == 130, stdout + stderr
+    assert f"job array {job_id} cancelled" in one_line(stderr)
+    deadline = time.monotonic() + 60
+    while (
+        processes_of_job(job_id)
+        or subprocess.run(
+            ["squeue", "-h", "-r", "-j", job_id], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    ):
+        if time.monotonic() > deadline:
+            pytest.fail(f"job array {job_id} still has tasks or processes after the cancel")
+        time.sleep(1)
