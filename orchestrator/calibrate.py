@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from orchestrator.compare import DEFAULT_ATOL, DEFAULT_RTOL
 from orchestrator.events import RunEvents
-from orchestrator.launcher import LocalTorchrunLauncher
+from orchestrator.launcher import LocalTorchrunLauncher, WorkerGroup
 from orchestrator.process_tree import kill_run
 from orchestrator.protocol import PHASE_CONTINUOUS, RunLayout, read_results, write_json_atomic
 from orchestrator.verdict import read_trajectories
@@ -172,7 +172,9 @@ def _run_continuous(
 ) -> str:
     """One continuous run in fresh torchrun workers; returns its metadata directory."""
     run_id = uuid.uuid4().hex
-    proc = LocalTorchrunLauncher(spec, harness, nproc).launch(PHASE_CONTINUOUS, layout, run_id, timeout_s, events)
+    proc = LocalTorchrunLauncher(WorkerGroup(spec, harness, nproc)).launch(
+        PHASE_CONTINUOUS, layout, run_id, timeout_s, events
+    )
     try:
         while proc.poll() is None:
             if time.monotonic() - proc.started > timeout_s:

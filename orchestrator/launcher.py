@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -58,6 +59,24 @@ def torchrun_command(spec: Path, phase: str, layout: RunLayout, nproc_per_node: 
     if harness:
         command += ["--harness", harness]
     return command
+
+
+@dataclass(frozen=True)
+class WorkerGroup:
+    """What every phase of a run launches: the spec, its harness class and the ranks.
+
+    Every launcher takes one; ``command`` is the torchrun line of a phase, with
+    ``nproc_per_node`` overriding the group's for one phase (``--go-nproc-per-node``).
+    """
+
+    spec: Path
+    harness: str | None
+    nproc_per_node: int
+    nnodes: int = 1
+
+    def command(self, phase: str, layout: RunLayout, nproc_per_node: int | None = None) -> list[str]:
+        """The single-agent torchrun command of ``phase``."""
+        return torchrun_command(self.spec, phase, layout, nproc_per_node or self.nproc_per_node, self.harness)
 
 
 class PhaseHandle(Protocol):
@@ -102,10 +121,8 @@ class Launcher(Protocol):
 class LocalTorchrunLauncher:
     """Runs each phase as ``torchrun --standalone`` on this machine."""
 
-    def __init__(self, spec: Path, harness: str | None, nproc_per_node: int) -> None:
-        self.spec = spec
-        self.harness = harness
-        self.nproc_per_node = nproc_per_node
+    def __init__(self, workers: WorkerGroup) -> None:
+        self.workers = workers
 
     def launch(
         self,
@@ -116,8 +133,7 @@ class LocalTorchrunLauncher:
         events: RunEvents,
         nproc_per_node: int | None = None,
     ) -> PhaseProcess:
-        nproc = nproc_per_node or self.nproc_per_node
-        command = torchrun_command(self.spec, phase, layout, nproc, self.harness)
+        command = self.workers.command(phase, layout, nproc_per_node)
         return PhaseProcess(phase, command, layout, run_id, wait_for_kill_s, events)
 
 

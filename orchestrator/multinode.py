@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from orchestrator.events import RunEvents
-from orchestrator.launcher import Launcher, PhaseProcess, torchrun_command
+from orchestrator.launcher import Launcher, PhaseProcess, WorkerGroup
 from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import RunLayout
 
@@ -59,28 +59,26 @@ def multinode_torchrun_command(
     return command
 
 
-def multinode_launcher(spec: Path, harness: str | None, nproc_per_node: int, nnodes: int) -> Launcher:
+def multinode_launcher(workers: WorkerGroup) -> Launcher:
     """Slurm job steps or jobs where the sbatch wrapper asked for them, else N local agents."""
     from orchestrator.slurm_jobs import SlurmJobLauncher, slurm_jobs_requested
     from orchestrator.slurm_steps import SlurmStepLauncher, slurm_steps_requested
 
     if slurm_steps_requested():
-        return SlurmStepLauncher(spec, harness, nproc_per_node, nnodes)
+        return SlurmStepLauncher(workers)
     if slurm_jobs_requested():
-        return SlurmJobLauncher(spec, harness, nproc_per_node, nnodes)
-    return MultiNodeLauncher(spec, harness, nproc_per_node, nnodes)
+        return SlurmJobLauncher(workers)
+    return MultiNodeLauncher(workers)
 
 
 class MultiNodeLauncher:
     """Runs each phase as ``nnodes`` local torchrun agents joined by a c10d rendezvous."""
 
-    def __init__(self, spec: Path, harness: str | None, nproc_per_node: int, nnodes: int) -> None:
-        if nnodes < 1:
+    def __init__(self, workers: WorkerGroup) -> None:
+        if workers.nnodes < 1:
             raise ValueError("nnodes must be at least 1")
-        self.spec = spec
-        self.harness = harness
-        self.nproc_per_node = nproc_per_node
-        self.nnodes = nnodes
+        self.workers = workers
+        self.nnodes = workers.nnodes
 
     def launch(
         self,
@@ -91,8 +89,7 @@ class MultiNodeLauncher:
         events: RunEvents,
         nproc_per_node: int | None = None,
     ) -> MultiNodePhase:
-        nproc = nproc_per_node or self.nproc_per_node
-        base = torchrun_command(self.spec, phase, layout, nproc, self.harness)
+        base = self.workers.command(phase, layout, nproc_per_node)
         # A fresh port and rendezvous id per phase: go must not meet stop's dead store.
         endpoint = f"127.0.0.1:{free_port()}"
         rdzv_id = f"{run_id}-{phase}"

@@ -24,7 +24,7 @@ from typing import Any
 from orchestrator.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
 from orchestrator.exit_codes import ExitCode
 from orchestrator.gpu import wait_for_gpu_release
-from orchestrator.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
+from orchestrator.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle, WorkerGroup
 from orchestrator.multinode import multinode_launcher
 from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import (
@@ -157,9 +157,10 @@ class Orchestrator:
 
     def __init__(self, options: RunOptions, events: RunEvents, launcher: Launcher | None = None) -> None:
         self.options = options
-        self.launcher = launcher or LocalTorchrunLauncher(options.spec, options.harness, options.nproc_per_node)
+        workers = WorkerGroup(options.spec, options.harness, options.nproc_per_node, options.nnodes)
+        self.launcher = launcher or LocalTorchrunLauncher(workers)
         if launcher is None and (options.nnodes > 1 or slurm_launch_requested()):  # N agents or Slurm
-            self.launcher = multinode_launcher(options.spec, options.harness, options.nproc_per_node, options.nnodes)
+            self.launcher = multinode_launcher(workers)
         self.layout = RunLayout(options.run_dir)
         self.run_id = uuid.uuid4().hex
         self.events = events

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from orchestrator.events import RunEvents
-from orchestrator.launcher import PhaseProcess, torchrun_command
+from orchestrator.launcher import PhaseProcess, WorkerGroup
 from orchestrator.multinode import multinode_torchrun_command
 from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import PHASE_STOP, RunLayout
@@ -60,11 +60,9 @@ def job_running(job_id: str) -> bool:
 class SlurmJobLauncher:
     """Runs each phase as its own ``sbatch --wait`` job; go depends on the stop job."""
 
-    def __init__(self, spec: Path, harness: str | None, nproc_per_node: int, nnodes: int) -> None:
-        self.spec = spec
-        self.harness = harness
-        self.nproc_per_node = nproc_per_node
-        self.nnodes = nnodes
+    def __init__(self, workers: WorkerGroup) -> None:
+        self.workers = workers
+        self.nnodes = workers.nnodes
         self.sbatch_options = shlex.split(os.environ.get(ENV_SBATCH_OPTIONS, ""))
         signal_before = os.environ.get(ENV_SIGNAL_BEFORE)
         self.signal_before_s = int(signal_before) if signal_before else None
@@ -73,7 +71,7 @@ class SlurmJobLauncher:
     def launch(
         self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
     ) -> SlurmJobPhase:
-        base = torchrun_command(self.spec, phase, layout, self.nproc_per_node, self.harness)
+        base = self.workers.command(phase, layout)
         # The endpoint host is the job's first node, known only inside the job: the
         # script fills it in from SLURM_JOB_NODELIST.
         torchrun = multinode_torchrun_command(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from orchestrator.events import RunEvents
-from orchestrator.launcher import PhaseProcess, torchrun_command
+from orchestrator.launcher import PhaseProcess, WorkerGroup
 from orchestrator.multinode import free_port, multinode_torchrun_command
 from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import PHASE_STOP, RunLayout
@@ -94,11 +94,9 @@ def job_steps(job_id: str) -> dict[str, str]:
 class SlurmStepLauncher:
     """Runs each phase as an ``srun`` step: one torchrun agent per node, c10d rendezvous."""
 
-    def __init__(self, spec: Path, harness: str | None, nproc_per_node: int, nnodes: int) -> None:
-        self.spec = spec
-        self.harness = harness
-        self.nproc_per_node = nproc_per_node
-        self.nnodes = nnodes
+    def __init__(self, workers: WorkerGroup) -> None:
+        self.workers = workers
+        self.nnodes = workers.nnodes
         self.job_id = os.environ["SLURM_JOB_ID"]
         self.head = first_host(os.environ.get("SLURM_JOB_NODELIST", os.uname().nodename))
         pre_timeout = os.environ.get(ENV_PRE_TIMEOUT_FILE)
@@ -108,7 +106,7 @@ class SlurmStepLauncher:
     def launch(
         self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
     ) -> SlurmStepPhase:
-        base = torchrun_command(self.spec, phase, layout, self.nproc_per_node, self.harness)
+        base = self.workers.command(phase, layout)
         # The port is probed on the batch host, which Slurm makes the job's first node.
         endpoint = f"{self.head}:{free_port('0.0.0.0')}"
         torchrun = multinode_torchrun_command(
