@@ -43,6 +43,13 @@ class Mutant:
     path: Path
     caught_by: str
     bug_class: str
+    # CAUGHT_AT = "resume": caught by the resume-point check alone, so the run skips the
+    # continuous reference and the finding must be one of that check's.
+    caught_at: str | None = None
+
+    def extra_args(self) -> list[str]:
+        """Orchestrator arguments this mutant's run adds to the self-test's."""
+        return ["--no-reference"] if self.caught_at == "resume" else []
 
 
 @dataclass
@@ -92,7 +99,10 @@ def read_mutant(path: Path) -> Mutant:
     caught_by = _module_constant(tree, "CAUGHT_BY")
     if not caught_by:
         raise SelfTestUsageError(f"mutant {path} declares no CAUGHT_BY = '<metric>'")
-    return Mutant(path.stem, path, caught_by, _module_constant(tree, "BUG_CLASS") or "")
+    caught_at = _module_constant(tree, "CAUGHT_AT")
+    if caught_at not in (None, "resume"):
+        raise SelfTestUsageError(f"mutant {path}: CAUGHT_AT must be 'resume' or left out, not {caught_at!r}")
+    return Mutant(path.stem, path, caught_by, _module_constant(tree, "BUG_CLASS") or "", caught_at)
 
 
 def discover(mutants_dir: Path, only: list[str] | None = None) -> list[Mutant]:
@@ -129,7 +139,11 @@ def judge_mutant(mutant: Mutant, code: int, report: dict[str, Any] | None) -> tu
     """Whether the run caught the mutant by its declared metric; the finding; the reason line."""
     verdict = (report or {}).get("verdict") or {}
     findings = verdict.get("findings") or []
-    mine = [f for f in findings if f.get("metric") == mutant.caught_by]
+    mine = [
+        f
+        for f in findings
+        if f.get("metric") == mutant.caught_by and (mutant.caught_at is None or f.get("where") == mutant.caught_at)
+    ]
     failures = verdict.get("failures") or []
     first_failure = failures[0] if failures else (report or {}).get("message", "no report")
     return code == EXIT_MISMATCH and bool(mine), (mine[0] if mine else None), first_failure
@@ -160,7 +174,7 @@ def run_self_test(
 
     def run_one(mutant: Mutant) -> MutantResult:
         run_dir = run_root / mutant.name
-        code, report, wall = run_spec(mutant.path, run_dir, extra, timeout_s)
+        code, report, wall = run_spec(mutant.path, run_dir, [*extra, *mutant.extra_args()], timeout_s)
         caught, finding, first_failure = judge_mutant(mutant, code, report)
         named = sorted({f["metric"] for f in ((report or {}).get("verdict") or {}).get("findings") or []})
         return MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)

@@ -23,6 +23,7 @@ from workers import Mode
 from workers.checkpoints import checkpoint_saved_at
 
 CAUGHT_BY = "optimizer_state_digest"
+CAUGHT_AT = "resume"
 BUG_CLASS = "an incomplete checkpoint picked up as the latest (NeMo PR 7952)"
 
 UNFINISHED_NAME = "epoch=0-step=2-unfinished.ckpt"

@@ -13,6 +13,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "optimizer_state_digest"
+CAUGHT_AT = "resume"
 BUG_CLASS = "optimizer state loaded for the wrong params (Megatron-LM 761)"
 
 # Parameter indices in the optimizer's order: net.0.bias and net.3.bias, both of shape (32,).

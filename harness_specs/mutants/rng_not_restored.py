@@ -12,6 +12,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule, seed_rank_streams
 
 CAUGHT_BY = "rng_torch"
+CAUGHT_AT = "resume"
 BUG_CLASS = "RNG not restored, with dropout on"
 
 

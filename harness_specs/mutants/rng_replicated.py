@@ -13,6 +13,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "rng_torch"
+CAUGHT_AT = "resume"
 BUG_CLASS = "per-rank RNG saved as replicated: rank 1 gets rank 0's stream (Megatron-LM PR 6858)"
 
 
