@@ -179,6 +179,7 @@ class RaiseAfterMetadataCallback(Callback):
     def _stop(self, trainer: pl.Trainer) -> None:
         stopped_at = trainer.global_step
         flush_trajectories(trainer)
+        self.backend.finish_pending_saves(trainer)  # async saves: complete before the sentinel
         # Every rank has saved its metadata (and Trainer.save_checkpoint ends in a barrier).
         trainer.strategy.barrier("stop_and_go_metadata_saved")
         if trainer.is_global_zero:

@@ -74,6 +74,14 @@ class Backend(ABC):
         """A callback that leaves the second save of the ``last`` checkpoint torn, writes
         ``marker`` and waits to be killed (``--kill-during-save``)."""
 
+    def finish_pending_saves(self, trainer: pl.Trainer) -> None:
+        """Blocks until every checkpoint save this process started is complete on disk.
+
+        Called on every rank before the sentinel is written (a collective for backends that
+        save asynchronously); synchronous backends have nothing to wait for.
+        """
+        return None
+
     def fit(
         self,
         trainer: pl.Trainer,
