@@ -19,7 +19,7 @@ def _first_code_block() -> list[str]:
 def test_readme_opens_with_install_run_and_test_commands() -> None:
     assert _first_code_block() == [
         "pip install -e . && python -m orchestrator harness_specs/tiny_lightning.py",
-        "pip install -e '.[test]' && pytest",
+        "pip install -e '.[test,megatron]' && pytest",
     ]
 
 

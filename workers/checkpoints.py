@@ -9,6 +9,7 @@ backend whose checkpoint callback is a ``ModelCheckpoint`` (NeMo's included).
 
 from __future__ import annotations
 
+import re
 import zipfile
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from workers.backends.base import IncompleteCheckpointError, TornCheckpointError
 
+_STEP_IN_NAME = re.compile(r"step=(\d+)")
+
 __all__ = [
     "IncompleteCheckpointError",
     "TornCheckpointError",
@@ -25,20 +28,36 @@ __all__ = [
     "checkpoint_saved_at",
     "checkpoint_step",
     "last_saved_step",
+    "step_in_name",
 ]
 
 
+def step_in_name(path: Path) -> int:
+    """The step in a checkpoint's name (``...step=12...``), or -1 without one."""
+    match = _STEP_IN_NAME.search(path.name)
+    return int(match.group(1)) if match else -1
+
+
 def checkpoint_saved_at(trainer: pl.Trainer, step: int) -> Path | None:
-    """The file a ``ModelCheckpoint`` of ``trainer`` saved at global step ``step``, if any."""
+    """The checkpoint a ``ModelCheckpoint`` of ``trainer`` saved at global step ``step``, if any.
+
+    The step's own file is preferred over ``last``, which the next save overwrites. With
+    a monitored metric, ``best_model_path`` may be an older step, so a path counts as the
+    step's own only when its name carries ``step=<step>``.
+    """
     for callback in trainer.checkpoint_callbacks:
         if not isinstance(callback, ModelCheckpoint):
             continue
         # Lightning records what it saved last; public API has no per-step lookup.
-        if callback._last_global_step_saved == step:
-            # Prefer the step's own file over ``last.ckpt``, which the next save overwrites.
-            for path in (callback.best_model_path, callback._last_checkpoint_saved, callback.last_model_path):
-                if path:
-                    return Path(path)
+        if callback._last_global_step_saved != step:
+            continue
+        saved = [callback._last_checkpoint_saved, callback.best_model_path, *callback.best_k_models]
+        own = [Path(p) for p in saved if p and step_in_name(Path(p)) == step and "last" not in Path(p).name]
+        if own:
+            return own[0]
+        for path in (callback.last_model_path, callback._last_checkpoint_saved):
+            if path:
+                return Path(path)
     return None
 
 

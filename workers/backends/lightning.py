@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,16 +10,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from workers.backends.base import Backend
-from workers.checkpoints import checkpoint_step
+from workers.checkpoints import checkpoint_step, step_in_name
 from workers.torn_save import KillDuringSaveCallback
-
-_STEP_IN_NAME = re.compile(r"step=(\d+)")
-
-
-def step_in_name(path: Path) -> int:
-    """The step in a checkpoint's name (``...step=12...``), or -1 without one."""
-    match = _STEP_IN_NAME.search(path.name)
-    return int(match.group(1)) if match else -1
 
 
 class LightningBackend(Backend):
