@@ -249,10 +249,15 @@ def _across_world_sizes(
 
 
 def _samples_per_rank_step(trajectories: dict[int, list[dict[str, Any]]]) -> int | None:
-    """How many samples one rank trained in one step (None when batches carry no ids)."""
-    for entries in trajectories.values():
-        for entry in entries:
-            ids = entry.get("metrics", {}).get("batch_sample_ids")
-            if isinstance(ids, list):
-                return len(ids)
-    return None
+    """How many samples one rank trained in one step (None when batches carry no ids).
+
+    The largest count over ranks: ranks that share a batch (tensor-parallel peers) may
+    record it on one of them only.
+    """
+    counts = [
+        len(ids)
+        for entries in trajectories.values()
+        for entry in entries
+        if isinstance(ids := entry.get("metrics", {}).get("batch_sample_ids"), list) and ids
+    ]
+    return max(counts) if counts else None

@@ -1,4 +1,5 @@
-"""The ``megatron`` backend on CPU: the spec verifies, its mutants are caught, torn saves are refused.
+"""The ``megatron`` backend on CPU: the spec verifies, its mutants are caught, torn saves are
+refused, and a TP=2 checkpoint resumes resharded on TP=1.
 
 Every run is a real orchestrator run (torchrun, gloo, megatron-core's dist_checkpointing
 with the async writer, SIGKILL). Skipped where megatron-core is not installed (the
@@ -28,6 +29,7 @@ pytestmark = [
 ]
 
 SPEC = REPO / "harness_specs" / "megatron_gpt_tiny.py"
+RESHARD_SPEC = REPO / "harness_specs" / "megatron_gpt_reshard.py"
 MUTANTS_DIR = REPO / "harness_specs" / "megatron_mutants"
 MUTANTS = {
     "optimizer_state_not_saved": "optimizer_state_digest",
@@ -183,3 +185,37 @@ def test_megatron_mutants_are_caught_each_by_its_metric(tmp_path: Path) -> None:
         if f["metric"] == "megatron_rng_tracker" and f["where"] == "resume"
     }
     assert resume_ranks == {1}
+
+
+def test_tp2_checkpoint_resumes_resharded_on_tp1(tmp_path: Path) -> None:
+    # Stop on 2 ranks with TP=2 (DP=1), go on 1 rank with TP=1, reference on TP=2.
+    run = run_orchestrator(RESHARD_SPEC, tmp_path / "run", "--go-nproc-per-node", "1", "--quiet", timeout=900)
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    report = run.report
+    saved = json.loads(
+        (tmp_path / "run" / "harness" / "megatron_gpt_reshard" / "metadata" / "step2" / "rank0.json").read_text()
+    )
+    assert report["verdict"]["resumes"][0]["resumed_step"] == 2
+    # Stop wrote its checkpoints with TP=2 on 2 ranks, go (from step 2 on) with TP=1 on 1.
+    checkpoints = tmp_path / "run" / "harness" / "megatron_gpt_reshard" / "checkpoints"
+    layouts = {}
+    for name in ("epoch=0-step=2", "last"):
+        marker = json.loads((checkpoints / name / "stop_and_go_complete.json").read_text())
+        layouts[name] = (marker["tp"], marker["dp"], marker["world_size"], marker["step"])
+    assert layouts == {"epoch=0-step=2": (2, 1, 2, 2), "last": (1, 1, 1, 12)}
+    # The full (TP-gathered) weights and Adam moments loaded bit for bit on TP=1 ...
+    checks = {c["metric"]: c for c in report["verdict"]["resume_checks"]}
+    for metric in ("full_weights_digest", "full_optimizer_state_digest", "consumed_samples", "learning_rate"):
+        assert checks[metric]["ok"] and checks[metric]["rank"] == 0, checks[metric]
+    assert checks["full_weights_digest"]["expected"] == saved["metrics"]["full_weights_digest"]
+    # ... while each TP=2 rank's own shard digest is a different thing: per rank, not compared.
+    change = report["verdict"]["world_size_change"]
+    changed = {c["metric"] for c in change["resume_changed"]}
+    assert {"weights_digest", "optimizer_state_digest"} <= changed
+    assert saved["metrics"]["weights_digest"] != saved["metrics"]["full_weights_digest"]
+    # After the resume: full norms and the loss within rtol 1e-4 of the TP=2 reference, and
+    # every step trained the same 4 samples.
+    assert {"full_weights_norm", "train_loss"} <= set(change["tolerances"])
+    assert change["samples_per_rank_step"] == {"reference": 4, "1 rank": 4}
+    assert report["verdict"]["ledger"]["ok"]
+    assert_nothing_left(run.run_dir)

@@ -7,6 +7,8 @@
   the directory ``ModelCheckpoint``, ``--kill-during-save`` on the async writer.
 - ``cpu_compat``: CPU behaviour for megatron-core's CUDA-only spots, applied only without CUDA.
 - ``get_rng_tracker_digest`` (``rng``): the metric of each rank's megatron RNG tracker.
+- ``full_state``: metrics of the full (TP-gathered) weights and optimizer state, the same
+  for any TP size (the built-in ones see a rank's shards).
 
 Needs the ``megatron`` extra: ``pip install -e '.[megatron]'``.
 """

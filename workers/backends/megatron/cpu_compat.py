@@ -16,7 +16,13 @@ enabled`` from the named call site):
 - ``torch.cuda.synchronize`` (device-to-host staging of the async writer, in
   ``filesystem_async`` and ``async_utils``) becomes a no-op: CPU tensors need no sync.
 - ``torch.cuda.current_device`` returns ``"cpu"``: dist_checkpointing builds its small
-  all-reduce tensors (async-call bookkeeping, ``async_utils``) on that device.
+  all-reduce tensors (async-call bookkeeping, ``async_utils``) on that device, and the
+  pipeline's point-to-point code (``p2p_communication``) its shape and receive buffers.
+- the pipeline schedules (``pipeline_parallel.schedules.forward_backward_*``) create their
+  token counter with a literal ``device="cuda"`` (``total_num_tokens = torch.zeros([],
+  ..., device="cuda")``); each schedule runs inside ``CudaFactoriesOnCpu``, a torch
+  function mode that turns ``device="cuda"`` into the CPU for tensor factories only.
+  Needed for PP > 1 (the model's own forward/backward are untouched).
 
 Nothing else is patched: megatron's optimizer (``get_megatron_optimizer``) and its own DDP
 stay unused, since they are CUDA-only; the backend uses torch's Adam and DDP instead.
@@ -31,8 +37,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 _applied = False
+SCHEDULES = (
+    "forward_backward_no_pipelining",
+    "forward_backward_pipelining_without_interleaving",
+    "forward_backward_pipelining_with_interleaving",
+)
 
 
 class CpuRNGStatesTracker:
@@ -105,6 +117,30 @@ def _cpu_current_device() -> str:
     return "cpu"
 
 
+_FACTORIES = {torch.zeros, torch.ones, torch.empty, torch.full, torch.tensor, torch.arange}
+
+
+class CudaFactoriesOnCpu(TorchFunctionMode):
+    """Creates tensors asked for on ``"cuda"`` on the CPU instead (tensor factories only)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func in _FACTORIES and str(kwargs.get("device", "")).startswith("cuda"):
+            kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
+def _on_cpu(schedule: Any) -> Any:
+    """A pipeline schedule run inside ``CudaFactoriesOnCpu``."""
+
+    @functools.wraps(schedule)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with CudaFactoriesOnCpu():
+            return schedule(*args, **kwargs)
+
+    return run
+
+
 def apply() -> bool:
     """Installs the CPU behaviour once, if CUDA is absent; returns whether it is installed."""
     global _applied
@@ -113,6 +149,7 @@ def apply() -> bool:
     if _applied:
         return True
     from megatron.core import utils as megatron_utils
+    from megatron.core.pipeline_parallel import schedules
     from megatron.core.tensor_parallel import random as megatron_random
 
     megatron_utils.GlobalMemoryBuffer.get_tensor = _cpu_get_tensor
@@ -121,6 +158,9 @@ def apply() -> bool:
     megatron_random._CUDA_RNG_STATE_TRACKER_INITIALIZED = True
     torch.cuda.synchronize = _cpu_synchronize
     torch.cuda.current_device = _cpu_current_device
+    # get_forward_backward_func() looks these up in the module when it is called.
+    for name in SCHEDULES:
+        setattr(schedules, name, _on_cpu(getattr(schedules, name)))
     _applied = True
     return True
 

@@ -7,12 +7,15 @@ kept small):
   Megatron-LM's per-rank seeding (``rng.seed_rank``), with ``cpu_compat`` applied first
   when CUDA is absent;
 - data-parallel wrapping over megatron's data-parallel group (torch DDP: megatron's own DDP
-  and optimizer are CUDA-only);
+  and optimizer are CUDA-only); with PP > 1 no wrapping (DP=1 only): the module trains
+  with manual optimization through megatron's pipeline schedule;
 - checkpoints saved and loaded on *every* rank through ``megatron.core.dist_checkpointing``
   (torch_dist, sharded per rank, save work spread over the data-parallel ranks): the
   module's ``sharded_state_dict()``, the optimizer's per-parameter state sharded like its
-  parameters, each rank's RNG states as a ``ShardedObject`` of its own, and the rest of
-  Lightning's checkpoint (loops, schedulers, callbacks, module extras) as common state;
+  parameters (resharded on load when the TP size changed), each pipeline stage's optimizer
+  bookkeeping (state names, step counts) and each rank's RNG states as ``ShardedObject``s,
+  and the rest of Lightning's checkpoint (loops, schedulers, callbacks, module extras) as
+  common state;
 - async saves (megatron's ``AsyncCallsQueue``): a save counts as complete only after every
   rank's write and the finalize step, after which rank 0 writes the completeness marker
   (``marker.write_marker``). Saves are finalized at the next batch start when done, and
@@ -53,9 +56,12 @@ log = logging.getLogger(__name__)
 #: Lightning checkpoint keys replaced by sharded state (everything else is common state).
 SHARDED_KEYS = ("state_dict", "optimizer_states")
 
-#: Optimizer state entries kept as common state: per-parameter scalars (Adam's ``step``)
-#: have no parameter shape to shard by, and are the same on every rank.
+#: Optimizer state entries kept out of the sharded tensors: per-parameter scalars (Adam's
+#: ``step``) have no parameter shape to shard by; they go to the per-stage state.
 SCALAR_STATE_KEYS = ("step",)
+
+#: The key of each pipeline stage's own optimizer bookkeeping (``stage_sharded_object``).
+STAGE_KEY = "pipeline_stage_state"
 
 #: ``hook(strategy, directory, step)``, called on every rank around each save.
 SaveHook = Callable[["MegatronCoreStrategy", Path, int], None]
@@ -65,8 +71,10 @@ class MegatronCoreStrategy(DDPStrategy):
     """DDP over megatron-core's model-parallel state, checkpointing with ``dist_checkpointing``.
 
     Args:
-        tensor_model_parallel_size: TP size (``1`` on CPU).
-        pipeline_model_parallel_size: PP size; only ``1`` trains here (see ``setup_environment``).
+        tensor_model_parallel_size: TP size (any size on CPU/gloo too; a checkpoint of another
+            TP size is resharded on load, its RNG states left out).
+        pipeline_model_parallel_size: PP size; with PP > 1 the module must use manual
+            optimization and run megatron's pipeline schedule itself (DP=1 only).
         seed: the base seed; each rank is seeded with ``rng.rank_seed(seed)``.
         async_save: write checkpoints with megatron's async writer (finalized later).
         kwargs: passed to ``DDPStrategy``.
@@ -106,20 +114,36 @@ class MegatronCoreStrategy(DDPStrategy):
         super().setup_environment()  # creates the process group
         cpu_compat.apply()  # no-op where CUDA is present
         if self.pipeline_model_parallel_size != 1:
-            # A pipeline needs megatron's forward/backward schedules (and the shared
-            # embedding's grad all-reduce); Lightning's automatic optimization has neither.
-            raise NotImplementedError(
-                f"pipeline_model_parallel_size={self.pipeline_model_parallel_size}: MegatronCoreStrategy trains "
-                "with Lightning's automatic optimization, which has no pipeline schedule; use PP=1"
-            )
+            self._check_pipeline_module()
         if not parallel_state.model_parallel_is_initialized():
             parallel_state.initialize_model_parallel(
                 tensor_model_parallel_size=self.tensor_model_parallel_size,
                 pipeline_model_parallel_size=self.pipeline_model_parallel_size,
             )
+        if self.pipeline_model_parallel_size != 1 and parallel_state.get_data_parallel_world_size() != 1:
+            raise NotImplementedError(
+                f"pipeline_model_parallel_size={self.pipeline_model_parallel_size} with data parallelism "
+                f"({parallel_state.get_data_parallel_world_size()} replicas): the pipeline path has no "
+                "gradient reduction over data-parallel replicas yet; run PP with DP=1"
+            )
         seed_rank(self.seed)
 
-    def _setup_model(self, model: torch.nn.Module) -> DistributedDataParallel:
+    def _check_pipeline_module(self) -> None:
+        # A pipeline is driven by megatron's forward/backward schedule, which runs forward
+        # and backward itself: Lightning's automatic optimization cannot drive it.
+        module = self.lightning_module
+        if module is not None and module.automatic_optimization:
+            raise NotImplementedError(
+                f"pipeline_model_parallel_size={self.pipeline_model_parallel_size}: "
+                f"{type(module).__name__} uses Lightning's automatic optimization, which cannot drive a "
+                "pipeline; set automatic_optimization = False and run megatron's get_forward_backward_func() "
+                "in training_step (see harness_specs/megatron_gpt_tiny.py)"
+            )
+
+    def _setup_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.pipeline_model_parallel_size != 1:
+            # DP=1 (checked above): no replica to reduce with; the schedule runs backward.
+            return model
         # Gradients are averaged over data-parallel replicas only; TP ranks reduce their own.
         kwargs = {**self._ddp_kwargs, "process_group": parallel_state.get_data_parallel_group()}
         device_ids = self.determine_ddp_device_ids()
@@ -147,7 +171,8 @@ class MegatronCoreStrategy(DDPStrategy):
         """An optimizer state dict with its per-parameter tensors sharded like their parameters.
 
         ``state`` defaults to the optimizer's own. Scalars such as Adam's ``step`` go to
-        ``scalar_state`` (common state); the tensors become ``ShardedTensor``s keyed
+        ``scalar_state`` (per-stage state: ``with_stage_state``); the tensors become
+        ``ShardedTensor``s keyed
         ``optimizer.state.<name>.<parameter key>``.
         """
         state = optimizer.state_dict() if state is None else state
@@ -192,6 +217,34 @@ class MegatronCoreStrategy(DDPStrategy):
         )
         return ShardedObject("rng_state", capture_rng_states(), shape, offset, replica_id=0)
 
+    def stage_sharded_object(self, data: Any) -> ShardedObject:
+        """This pipeline stage's optimizer bookkeeping as a ``ShardedObject`` (one per stage).
+
+        ``common.pt`` holds rank 0's common state only, but each stage has its own
+        parameters, so its own per-parameter step counts and state names (the param
+        groups' parameter lists are rebuilt locally at load: megatron marks them
+        ``LocalNonpersistentObject``). The TP and DP ranks of a stage hold the same, so only
+        their first rank's copy is written (``replica_id``); it loads for any TP or DP size.
+        """
+        replica = (parallel_state.get_tensor_model_parallel_rank(), parallel_state.get_data_parallel_rank())
+        return ShardedObject(
+            STAGE_KEY,
+            data,
+            (parallel_state.get_pipeline_model_parallel_world_size(),),
+            (parallel_state.get_pipeline_model_parallel_rank(),),
+            replica_id=replica,
+        )
+
+    def with_stage_state(self, sharded: dict[str, Any]) -> dict[str, Any]:
+        """Moves the per-stage optimizer bookkeeping (state names, step counts) out of the
+        common state, into this stage's object."""
+        stage = {
+            "optimizer_state_keys": sharded.pop("optimizer_state_keys"),
+            "scalar_states": [state.pop("scalar_state") for state in sharded["optimizer_states"]],
+        }
+        sharded[STAGE_KEY] = self.stage_sharded_object(stage)
+        return sharded
+
     def parallel_config(self) -> dict[str, int]:
         """The parallel layout a checkpoint was written with (reshards change it)."""
         return {
@@ -205,6 +258,7 @@ class MegatronCoreStrategy(DDPStrategy):
         common = {key: value for key, value in checkpoint.items() if key not in SHARDED_KEYS}
         model_sharded = self.module_sharded_state_dict()
         optimizers = [self.optimizer_sharded_state(model_sharded, opt) for opt in self.optimizers]
+        # Per stage: ``save_checkpoint`` moves it, with the step counts, into ``with_stage_state``.
         common["optimizer_state_keys"] = [self.optimizer_state_keys(opt) for opt in self.optimizers]
         common["parallel_config"] = self.parallel_config()
         return {**common, "state_dict": model_sharded, "optimizer_states": optimizers, "rng": self.rng_sharded_object()}
@@ -219,7 +273,7 @@ class MegatronCoreStrategy(DDPStrategy):
         for hook in self.before_save_hooks:
             hook(self, directory, step)
         self._prepare_directory(directory)
-        sharded = self.sharded_checkpoint(checkpoint)
+        sharded = self.with_stage_state(self.sharded_checkpoint(checkpoint))
         strategy = FullyParallelSaveStrategyWrapper(
             get_default_save_sharded_strategy(), parallel_state.get_data_parallel_group(with_context_parallel=True)
         )
@@ -300,12 +354,14 @@ class MegatronCoreStrategy(DDPStrategy):
         directory = Path(checkpoint_path)
         common = dist_checkpointing.load_common_state_dict(str(directory))
         resharded = common.get("parallel_config", {}).get("tp") != parallel_state.get_tensor_model_parallel_world_size()
+        # This stage's optimizer bookkeeping first: the template needs its state names.
+        stage = dist_checkpointing.load({STAGE_KEY: self.stage_sharded_object(None)}, str(directory))[STAGE_KEY]
         model_sharded = self.module_sharded_state_dict()
         template: dict[str, Any] = {
             "state_dict": model_sharded,
             "optimizer_states": [
                 self.optimizer_sharded_state(model_sharded, opt, self.optimizer_template(opt, dict(keys)))
-                for opt, keys in zip(self.optimizers, common.get("optimizer_state_keys", []), strict=False)
+                for opt, keys in zip(self.optimizers, stage["optimizer_state_keys"], strict=False)
             ],
         }
         if resharded:
@@ -314,8 +370,8 @@ class MegatronCoreStrategy(DDPStrategy):
         else:
             template["rng"] = self.rng_sharded_object()
         loaded = dist_checkpointing.load(template, str(directory))
-        for optimizer_state in loaded["optimizer_states"]:
-            for param_id, scalars in optimizer_state.pop("scalar_state", {}).items():
+        for optimizer_state, scalar_state in zip(loaded["optimizer_states"], stage["scalar_states"], strict=True):
+            for param_id, scalars in scalar_state.items():
                 optimizer_state["state"].setdefault(param_id, {}).update(scalars)
         if "rng" in loaded:
             restore_rng_states(loaded.pop("rng"))
