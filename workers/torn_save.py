@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import torch
@@ -23,6 +23,19 @@ from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from orchestrator.protocol import write_json_atomic
+
+
+def announce_torn_save(marker: Path, facts: dict[str, Any]) -> None:
+    """Tells the orchestrator a save is torn on disk: the save marker, stamped ``written_at``."""
+    write_json_atomic(marker, {**facts, "written_at": time.time()})
+
+
+def wait_to_be_killed(wait_for_kill_s: float, what: str) -> NoReturn:
+    """Waits for the orchestrator's kill; raises if it does not come in time."""
+    deadline = time.monotonic() + wait_for_kill_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    raise RuntimeError(f"not killed within {wait_for_kill_s:g}s while {what}")
 
 
 class TearingCheckpointIO(CheckpointIO):
@@ -60,20 +73,11 @@ class TearingCheckpointIO(CheckpointIO):
             handle.flush()
             os.fsync(handle.fileno())
         self.before_tear()
-        write_json_atomic(
+        announce_torn_save(
             self.marker,
-            {
-                "path": str(path),
-                "step": checkpoint.get("global_step"),
-                "bytes_written": written,
-                "bytes": len(data),
-                "written_at": time.time(),
-            },
+            {"path": str(path), "step": checkpoint.get("global_step"), "bytes_written": written, "bytes": len(data)},
         )
-        deadline = time.monotonic() + self.wait_for_kill_s
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise RuntimeError(f"not killed within {self.wait_for_kill_s:g}s while {path} was half written")
+        wait_to_be_killed(self.wait_for_kill_s, f"{path} was half written")
 
     def load_checkpoint(self, path: Any, map_location: Any | None = None, **kwargs: Any) -> dict[str, Any]:
         return self.inner.load_checkpoint(path, map_location, **kwargs)

@@ -11,18 +11,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
-from orchestrator.protocol import write_json_atomic
 from workers.backends.base import Backend, IncompleteCheckpointError
 from workers.backends.lightning import step_in_name
 from workers.backends.megatron import marker
 from workers.backends.megatron.strategy import MegatronCoreStrategy, megatron_strategy
+from workers.torn_save import announce_torn_save, wait_to_be_killed
 
 LAST = "last"
 
@@ -114,7 +113,7 @@ class KillDuringAsyncSaveCallback(Callback):
         self.before_tear(self.trainer)
         if strategy.is_global_zero:
             written = sum(marker.checkpoint_files(directory).values())
-            write_json_atomic(
+            announce_torn_save(
                 self.saving_marker,
                 {
                     "path": str(directory),
@@ -122,14 +121,10 @@ class KillDuringAsyncSaveCallback(Callback):
                     "bytes_written": written,
                     "bytes": self._expected_bytes(directory.parent, written),
                     "pending_saves": strategy.pending_saves(),
-                    "written_at": time.time(),
                 },
             )
         # The async writer goes on in its own process; this save is never finalized.
-        deadline = time.monotonic() + self.wait_for_kill_s
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise RuntimeError(f"not killed within {self.wait_for_kill_s:g}s while {directory} was being saved")
+        wait_to_be_killed(self.wait_for_kill_s, f"{directory} was being saved")
 
     @staticmethod
     def _expected_bytes(checkpoint_dir: Path, fallback: int) -> int:

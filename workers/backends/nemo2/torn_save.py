@@ -12,7 +12,6 @@ writes the save marker for the orchestrator and waits to be SIGKILLed.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
-from orchestrator.protocol import write_json_atomic
 from workers.backends.nemo2.checkpoints import WEIGHTS_DIR, checkpoint_dir, is_last
+from workers.torn_save import announce_torn_save, wait_to_be_killed
 
 
 class TearingNeMoCheckpointIO(_WrappingCheckpointIO):
@@ -61,7 +60,7 @@ class TearingNeMoCheckpointIO(_WrappingCheckpointIO):
             handle.flush()
             os.fsync(handle.fileno())
         self.before_tear()
-        write_json_atomic(
+        announce_torn_save(
             self.marker,
             {
                 "path": str(directory),
@@ -69,13 +68,9 @@ class TearingNeMoCheckpointIO(_WrappingCheckpointIO):
                 "torn_file": str(shard),
                 "bytes_written": size // 2,
                 "bytes": size,
-                "written_at": time.time(),
             },
         )
-        deadline = time.monotonic() + self.wait_for_kill_s
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise RuntimeError(f"not killed within {self.wait_for_kill_s:g}s while {directory} was torn")
+        wait_to_be_killed(self.wait_for_kill_s, f"{directory} was torn")
 
 
 class NeMoKillDuringSaveCallback(Callback):
