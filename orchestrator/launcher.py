@@ -109,12 +109,18 @@ class Launcher(Protocol):
     """Starts the phases of a run."""
 
     def launch(
-        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+        self,
+        phase: str,
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+        nproc_per_node: int | None = None,
     ) -> PhaseHandle:
         """Starts ``phase``; the workers get the run dir, run id and kill wait in their env.
 
-        Launchers that can run a phase with another number of workers than the run's
-        (``--go-nproc-per-node``) also take ``nproc_per_node``.
+        ``nproc_per_node`` overrides the run's worker count for this phase
+        (``--go-nproc-per-node``).
         """
 
 

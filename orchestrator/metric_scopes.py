@@ -72,12 +72,10 @@ def validate_scopes(declared: Mapping[str, str]) -> None:
             raise ValueError(f"metric {metric!r} has scope {scope!r}; expected one of {', '.join(SCOPES)}")
 
 
-def global_view(
-    per_rank: Mapping[int, Mapping[str, Any]], declared: Mapping[str, str] | None = None, with_state: bool = False
-) -> dict[str, Any]:
+def global_view(per_rank: Mapping[int, Mapping[str, Any]], declared: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The world-size-independent values of one step, from every rank's metrics.
 
-    ``global``, ``norm`` (and ``state`` when ``with_state``) come from the lowest rank;
+    ``global`` and ``norm`` values come from the lowest rank;
     ``rank_mean`` values are averaged over the ranks that recorded them; ``per_rank``
     values are left out.
     """
@@ -87,7 +85,7 @@ def global_view(
     view: dict[str, Any] = {}
     for metric, value in first.items():
         scope = scope_of(metric, declared)
-        if scope in (GLOBAL, NORM) or (scope == STATE and with_state):
+        if scope in (GLOBAL, NORM):
             view[metric] = value
         elif scope == RANK_MEAN:
             values = [m[metric] for m in per_rank.values() if isinstance(m.get(metric), (int, float))]

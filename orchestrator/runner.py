@@ -229,12 +229,9 @@ class Orchestrator:
     def _launch(self, phase: str) -> tuple[PhaseHandle, PhaseRecord]:
         plan = self.plans.get(phase)
         nproc = (plan.nproc_per_node if plan else None) or self.options.nproc_per_node
-        if nproc == self.options.nproc_per_node:
-            proc = self.launcher.launch(phase, self.layout, self.run_id, self.options.timeout_s, self.events)
-        else:  # --go-nproc-per-node: only the local launchers take a per-phase size
-            proc = self.launcher.launch(
-                phase, self.layout, self.run_id, self.options.timeout_s, self.events, nproc_per_node=nproc
-            )
+        proc = self.launcher.launch(
+            phase, self.layout, self.run_id, self.options.timeout_s, self.events, nproc_per_node=nproc
+        )
         self.active = proc
         record = PhaseRecord(phase, proc.command, proc.pid, log=str(proc.log_path))
         self.outcome.phases.append(record)

@@ -69,9 +69,15 @@ class SlurmJobLauncher:
         self.stop_job_id: str | None = None
 
     def launch(
-        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+        self,
+        phase: str,
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+        nproc_per_node: int | None = None,
     ) -> SlurmJobPhase:
-        base = self.workers.command(phase, layout)
+        base = self.workers.command(phase, layout, nproc_per_node)
         # The endpoint host is the job's first node, known only inside the job: the
         # script fills it in from SLURM_JOB_NODELIST.
         torchrun = multinode_torchrun_command(

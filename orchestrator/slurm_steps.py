@@ -104,9 +104,15 @@ class SlurmStepLauncher:
         self._stop_launched = False
 
     def launch(
-        self, phase: str, layout: RunLayout, run_id: str, wait_for_kill_s: float, events: RunEvents
+        self,
+        phase: str,
+        layout: RunLayout,
+        run_id: str,
+        wait_for_kill_s: float,
+        events: RunEvents,
+        nproc_per_node: int | None = None,
     ) -> SlurmStepPhase:
-        base = self.workers.command(phase, layout)
+        base = self.workers.command(phase, layout, nproc_per_node)
         # The port is probed on the batch host, which Slurm makes the job's first node.
         endpoint = f"{self.head}:{free_port('0.0.0.0')}"
         torchrun = multinode_torchrun_command(

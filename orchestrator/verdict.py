@@ -154,9 +154,8 @@ def judge(
     """
     sizes = {label: world_size for label in [*resumed_labels, *stopping_labels]}
     sizes.update(world_sizes or {})
-    changed = sorted({size for size in sizes.values() if size != world_size})
     verdict = Verdict(resume_step=None)
-    if changed:
+    if any(size != world_size for size in sizes.values()):
         verdict.world_size_change = {"stop": world_size, "resumed": sizes, "not_compared": {}, "resume_changed": []}
     for label in resumed_labels:
         found, missing = read_resume_checks(metadata_dir, label, sizes[label])

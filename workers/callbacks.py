@@ -256,12 +256,12 @@ class TestCheckpointIntegrityCallback(Callback):
         layout = MetadataLayout(self.metadata_path)
         rank, step = trainer.global_rank, trainer.global_step
         saved = read_json(layout.metadata(rank, step))
-        if saved is not None and saved.get("world_size", trainer.world_size) != trainer.world_size:
-            saved = read_json(layout.metadata(0, step))  # world-size-independent values: rank 0's
-        elif saved is None:
-            saved = read_json(layout.metadata(0, step))
-            if saved is not None and saved.get("world_size") == trainer.world_size:
-                saved = None  # same world size: this rank's own file must exist
+        if saved is None or saved.get("world_size", trainer.world_size) != trainer.world_size:
+            # Saved by another world size: its world-size-independent values are rank 0's.
+            # With the same world size, this rank's own file must exist.
+            first = read_json(layout.metadata(0, step))
+            changed = first is not None and first.get("world_size", trainer.world_size) != trainer.world_size
+            saved = first if changed else None
         if saved is None:
             raise StopAndGoException(
                 f"rank {rank} resumed at step {step}, but no checkpoint of that step was saved with metadata "

@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         result.metadata_dir = str(harness.metadata_dir.resolve())
         result.tolerances = {k: list(v) for k, v in harness.metric_tolerances.items()}
         result.metric_scopes = dict(harness.metric_scopes)
+        try:
+            validate_scopes(harness.metric_scopes)
+        except ValueError as err:
+            raise SpecError(f"{args.spec}: {err}") from err
         _check_world_size_change(harness, plan, result.world_size, args.spec)
         write_json_atomic(path, result.to_dict())
         {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[plan.mode]()
@@ -102,10 +106,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spec: str) -> None:
     """Refuses a resume with another world size unless the spec declares it supports one."""
-    try:
-        validate_scopes(harness.metric_scopes)
-    except ValueError as err:
-        raise SpecError(f"{spec}: {err}") from err
     saved = plan.checkpoint_world_size
     if saved is None or saved == world_size or getattr(harness, "supports_world_size_change", False):
         return
