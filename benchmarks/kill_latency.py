@@ -19,8 +19,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from orchestrator.events import PlainEvents  # noqa: E402 - after the path set-up
-from orchestrator.runner import Orchestrator, RunOptions  # noqa: E402
+from orchestrator.run.events import PlainEvents  # noqa: E402 - after the path set-up
+from orchestrator.run.options import RunOptions  # noqa: E402
+from orchestrator.run.runner import Orchestrator  # noqa: E402
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import errno
 import json
 import os
@@ -19,14 +18,17 @@ from typing import TextIO
 from filelock import FileLock, Timeout
 
 from orchestrator.arguments import OneLineParser, UsageError
-from orchestrator.compare import ENV_TOLERANCES
-from orchestrator.events import PlainEvents
 from orchestrator.exit_codes import ExitCode, exit_code_table
+from orchestrator.judge.compare import ENV_TOLERANCES
 from orchestrator.protocol import RunLayout, write_json_atomic
-from orchestrator.report import human_summary, report_dict
-from orchestrator.report_files import output_path_problem, write_report_files
-from orchestrator.runner import Interrupted, Orchestrator, RunOptions, write_run_json
-from orchestrator.slurm_steps import slurm_launch_requested
+from orchestrator.report.files import output_path_problem, write_report_files
+from orchestrator.report.summary import human_summary, report_dict
+from orchestrator.run.events import PlainEvents
+from orchestrator.run.options import RunOptions, write_run_json
+from orchestrator.run.runner import Interrupted, Orchestrator
+from orchestrator.slurm.launchers import slurm_launcher
+from orchestrator.slurm.steps import slurm_launch_requested
+from orchestrator.spec_file import check_spec_file
 
 KILL_SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
@@ -156,22 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_spec_file(spec: Path) -> None:
-    """Fails fast, without importing torch, on a spec that cannot possibly work."""
-    if not spec.exists():
-        raise UsageError(f"spec file not found: {spec}")
-    if not spec.is_file():
-        raise UsageError(f"spec is not a file: {spec}")
-    try:
-        tree = ast.parse(spec.read_text(encoding="utf-8"), filename=str(spec))
-    except SyntaxError as err:
-        raise UsageError(f"syntax error in spec {spec}, line {err.lineno}: {err.msg}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read spec {spec}: {err}") from err
-    if not any(isinstance(node, ast.ClassDef) for node in ast.walk(tree)):
-        raise UsageError(f"spec {spec} defines no class, so no StopAndGoHarness subclass")
-
-
 def _kill_at(value: str | None, seed: int) -> str | None:
     """``--kill-at`` as the phase plan spells it: ``"STEP"`` or ``"random:SEED"``."""
     if value is None:
@@ -208,20 +194,20 @@ SUBCOMMANDS = ("sbatch", "suite", "self-test")
 def _run_subcommand(name: str, argv: list[str]) -> int:
     """``python -m orchestrator sbatch|suite ...``: handed whole to that module's main."""
     if name == "sbatch":
-        from orchestrator.slurm import main as sbatch_main
+        from orchestrator.slurm.sbatch import main as sbatch_main
 
         return sbatch_main(argv)
     if name == "self-test":
-        from orchestrator.selftest import main as selftest_main
+        from orchestrator.suite.selftest import main as selftest_main
 
         return selftest_main(argv)
-    from orchestrator.suite import main as suite_main
+    from orchestrator.suite.runner import main as suite_main
 
     return suite_main(argv)
 
 
 def _load_tolerances(path: Path) -> dict[str, list[float]]:
-    from orchestrator.calibrate import load_tolerances
+    from orchestrator.run.calibrate import load_tolerances
 
     try:
         return load_tolerances(path)
@@ -231,7 +217,7 @@ def _load_tolerances(path: Path) -> dict[str, list[float]]:
 
 def _calibrate(args: argparse.Namespace, run_dir: Path, out: TextIO, lock: FileLock) -> int:
     """``--calibrate``: two continuous runs and the noise floor of every metric."""
-    from orchestrator.calibrate import CalibrationFailed, run_calibration
+    from orchestrator.run.calibrate import CalibrationFailed, run_calibration
 
     events = PlainEvents(out, echo_workers=not args.quiet)
     try:
@@ -322,10 +308,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     )
     live = None
     if out.isatty() and not (args.plain or args.quiet) and os.environ.get("TERM") != "dumb":
-        from orchestrator.live import LiveEvents  # rich, only for a terminal
+        from orchestrator.report.live import LiveEvents  # rich, only for a terminal
 
         live = LiveEvents(out, run_dir, args.spec.name)
-    orchestrator = Orchestrator(options, live or PlainEvents(out, echo_workers=not args.quiet))
+    events = live or PlainEvents(out, echo_workers=not args.quiet)
+    orchestrator = Orchestrator(options, events, launcher=slurm_launcher(options.workers()))
     previous = _install_signal_handlers(orchestrator)
     try:
         write_run_json(layout, options, orchestrator.run_id)

@@ -376,3 +376,18 @@ def read_per_rank(paths: dict[int, Path]) -> dict[int, Any]:
         if data is not None:
             out[rank] = data
     return out
+
+
+def ledger_path(metadata_dir: str | os.PathLike[str], phase: str, rank: int) -> Path:
+    """Where ``rank`` of ``phase`` writes its data ledger inside a harness's metadata directory."""
+    return Path(metadata_dir) / "ledger" / phase / f"rank{rank}.json"
+
+
+def progress_dir(run_dir: str | os.PathLike[str], label: str) -> Path:
+    """The directory of one phase's progress files (for the live view)."""
+    return Path(run_dir) / "progress" / label
+
+
+def progress_path(run_dir: str | os.PathLike[str], label: str, rank: int) -> Path:
+    """The progress file of one rank of one phase."""
+    return progress_dir(run_dir, label) / f"rank{rank}.json"

@@ -163,7 +163,7 @@ def failure_message(spec: Path, result: StopAndGoResult) -> str:
     if report is None:
         error = result.stderr.strip().splitlines()[-1:] or [f"exit {result.returncode}"]
         return f"stop-and-go: {spec.name}: exit {result.returncode}: {error[0]} (run dir {result.run_dir})"
-    from orchestrator.junit import failure_text
+    from orchestrator.report.junit import failure_text
 
     _, text = failure_text(report)
     harness = report.get("harness") or "?"

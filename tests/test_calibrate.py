@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.calibrate import SAFETY, load_tolerances, measure_noise
-from orchestrator.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from orchestrator.judge.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from orchestrator.run.calibrate import SAFETY, load_tolerances, measure_noise
 from tests.conftest import REPO, SPECS, Run, assert_nothing_left, run_orchestrator
 
 pytestmark = pytest.mark.timeout(900)

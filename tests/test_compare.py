@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from orchestrator.compare import check_metrics, compare_trajectories, values_match
+from orchestrator.judge.compare import check_metrics, compare_trajectories, values_match
 
 
 def test_values_match_types_and_tolerances() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.suite_config import tomllib
+from orchestrator.suite.config import tomllib
 from tests.conftest import REPO
 
 DOCKER = REPO / "docker"

@@ -6,7 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from orchestrator.ledger import LEDGER_METRIC, check_ledgers, judge_ledger, ledger_path
+from orchestrator.judge.ledger import LEDGER_METRIC, check_ledgers, judge_ledger, ledger_path
 from orchestrator.protocol import write_json_atomic
 
 BATCH = 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.runner import _last_worker_error
+from orchestrator.run.runner import _last_worker_error
 
 # Lines as torchrun --tee prints them when the worker package fails to import.
 LOG = """\

@@ -9,10 +9,10 @@ import time
 import uuid
 from pathlib import Path
 
-from orchestrator.events import PlainEvents
-from orchestrator.multinode import MultiNodePhase, multinode_torchrun_command
-from orchestrator.process_tree import pids_alive
 from orchestrator.protocol import RunLayout
+from orchestrator.run.events import PlainEvents
+from orchestrator.run.multinode import MultiNodePhase, multinode_torchrun_command
+from orchestrator.run.process_tree import pids_alive
 from tests.conftest import DEFAULT_SPEC, assert_nothing_left, run_orchestrator
 
 

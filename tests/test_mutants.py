@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.selftest import DEFAULT_MUTANTS_DIR, Mutant, discover
+from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, discover
 from tests.conftest import REPO, assert_nothing_left
 
 # The whole catalog runs in the first test's fixture: allow for it on 2 busy cores.

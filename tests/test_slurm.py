@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.slurm import exit_code_of
-from orchestrator.slurm_script import EXIT_CODE_FILE
+from orchestrator.slurm.sbatch import exit_code_of
+from orchestrator.slurm.script import EXIT_CODE_FILE
 from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, live_processes_of_run, one_line
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.suite import junit_xml, run_entries, visible_gpus
-from orchestrator.suite_config import SuiteError, load_suite
+from orchestrator.suite.config import SuiteError, load_suite
+from orchestrator.suite.results import junit_xml
+from orchestrator.suite.runner import run_entries, visible_gpus
 from tests.conftest import REPO, assert_nothing_left, one_line
 
 SUITES = Path(__file__).resolve().parent / "suites"

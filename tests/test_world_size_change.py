@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.ledger import check_ledgers, global_ledger
-from orchestrator.metric_scopes import global_trajectory, not_compared, scope_of
+from orchestrator.judge.ledger import check_ledgers, global_ledger
+from orchestrator.judge.metric_scopes import global_trajectory, not_compared, scope_of
 from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, one_line, run_orchestrator
 
 ELASTIC_SPEC = REPO / "harness_specs" / "elastic_lightning.py"

@@ -26,8 +26,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 
-from orchestrator.compare import Tolerances, check_metrics
-from orchestrator.metric_scopes import not_compared
+from orchestrator.judge.compare import Tolerances, check_metrics
+from orchestrator.judge.metric_scopes import not_compared
 from orchestrator.protocol import (
     MetadataLayout,
     Sentinel,
@@ -231,7 +231,7 @@ class TestCheckpointIntegrityCallback(Callback):
 
     When the checkpoint was written by another number of ranks (``--go-nproc-per-node``),
     every rank is checked against rank 0's saved values on the metrics that do not depend
-    on the world size (``orchestrator.metric_scopes``); the per-rank ones are recorded as
+    on the world size (``orchestrator.judge.metric_scopes``); the per-rank ones are recorded as
     ``changed``, not compared.
     """
 

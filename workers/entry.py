@@ -24,8 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.metric_scopes import validate_scopes
-from orchestrator.process_tree import set_parent_death_signal
+from orchestrator.judge.metric_scopes import validate_scopes
 from orchestrator.protocol import (
     ENV_PHASE_LABEL,
     PhasePlan,
@@ -34,6 +33,7 @@ from orchestrator.protocol import (
     read_phase_plan,
     write_json_atomic,
 )
+from orchestrator.run.process_tree import set_parent_death_signal
 from workers.callbacks import ResumeMismatchError
 from workers.spec_loader import SpecError, load_spec_module, pick_harness
 

@@ -17,7 +17,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from orchestrator.compare import tolerances_from_env
+from orchestrator.judge.compare import tolerances_from_env
 from orchestrator.protocol import PhasePlan, saving_marker_path_for, wait_for_kill_s_from_env
 from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
@@ -63,7 +63,7 @@ class StopAndGoHarness(ABC):
 
     Attributes:
         metric_tolerances: per-metric ``(rtol, atol)`` for float comparisons; metrics not
-            listed use ``orchestrator.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``.
+            listed use ``orchestrator.judge.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``.
         final_step: the global step at the end of ``go()`` or ``continuous()``.
         plan: the orchestrator's plan of the phase being run (label, kill point, ...).
         backend: the training stack's checkpoint format and fit (``workers.backends``);
@@ -71,7 +71,7 @@ class StopAndGoHarness(ABC):
         supports_world_size_change: a spec sets it to True when it can resume with
             another number of ranks (``--go-nproc-per-node``) holding the global batch
             constant; without it such a resume is refused.
-        metric_scopes: the scope of each extra metric (``orchestrator.metric_scopes``);
+        metric_scopes: the scope of each extra metric (``orchestrator.judge.metric_scopes``);
             undeclared extra metrics are per rank.
     """
 

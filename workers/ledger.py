@@ -5,7 +5,7 @@
 
 - the ledger: per batch, the global step before it, the epoch, the sample ids and a hash
   of the batch's tensors, written to ``ledger/<phase>/rankR.json``
-  (``orchestrator.ledger.ledger_path``), which the orchestrator checks for exactly-once;
+  (``orchestrator.protocol.ledger_path``), which the orchestrator checks for exactly-once;
 - the batch facts of the step, added to each trajectory entry: ``batch_sample_ids``,
   ``batch_hash``, ``sampler_state`` (epoch, seed of the train sampler) and
   ``grad_accum_position`` (the micro-batch's place in Lightning's accumulation window, 0
@@ -28,8 +28,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
-from orchestrator.ledger import ledger_path
-from orchestrator.protocol import write_json_atomic
+from orchestrator.protocol import ledger_path, write_json_atomic
 
 SAMPLE_ID_KEYS = ("idx", "index", "indices", "sample_id", "sample_ids", "ids")
 

@@ -1,6 +1,6 @@
 """A callback that reports each rank's step to the orchestrator's live view.
 
-It writes ``orchestrator.progress.progress_path(RUN_DIR, label, rank)`` after optimizer
+It writes ``orchestrator.protocol.progress_path(RUN_DIR, label, rank)`` after optimizer
 steps, at most every ``min_interval_s`` seconds (an fsynced write per step would slow
 small, fast specs), and always before a validation and at train end, so the step a stop
 run is killed at is on disk. Outside an orchestrator run (no run dir in the
@@ -16,8 +16,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from orchestrator.progress import progress_path
-from orchestrator.protocol import ENV_RUN_DIR, write_json_atomic
+from orchestrator.protocol import ENV_RUN_DIR, progress_path, write_json_atomic
 
 
 class ProgressCallback(Callback):

@@ -30,7 +30,7 @@ FULL_STATE_SCOPES = {
     "full_optimizer_state_digest": "state",
     "full_optimizer_state_norm": "norm",
 }
-"""The scopes of these metrics (``orchestrator.metric_scopes``): TP-independent state."""
+"""The scopes of these metrics (``orchestrator.judge.metric_scopes``): TP-independent state."""
 
 SHARD_LOCAL_METRICS = ("weights_digest", "weights_norm", "optimizer_state_digest", "optimizer_state_norm")
 """Built-in metrics that see only this rank's shards under TP: per rank when TP changes."""

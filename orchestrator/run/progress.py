@@ -9,20 +9,9 @@ these files; they only tell a person how far each rank got.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
-from orchestrator.protocol import ProtocolError, read_json
-
-
-def progress_dir(run_dir: str | os.PathLike[str], label: str) -> Path:
-    """The directory of one phase's progress files."""
-    return Path(run_dir) / "progress" / label
-
-
-def progress_path(run_dir: str | os.PathLike[str], label: str, rank: int) -> Path:
-    """The progress file of one rank of one phase."""
-    return progress_dir(run_dir, label) / f"rank{rank}.json"
+from orchestrator.protocol import ProtocolError, progress_dir, read_json
 
 
 def read_progress(run_dir: str | os.PathLike[str], label: str) -> dict[int, dict[str, Any]]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
-from orchestrator.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
-from orchestrator.metric_scopes import global_trajectory, not_compared, world_size_tolerances
+from orchestrator.judge.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
+from orchestrator.judge.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
+from orchestrator.judge.metric_scopes import global_trajectory, not_compared, world_size_tolerances
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, read_json
 
 
@@ -149,7 +149,7 @@ def judge(
         tolerances: per-metric ``(rtol, atol)`` overrides.
         world_sizes: ranks of each phase by label where they differ from ``world_size``
             (``--go-nproc-per-node``); those phases are compared with the reference on
-            world-size-independent values only (``orchestrator.metric_scopes``).
+            world-size-independent values only (``orchestrator.judge.metric_scopes``).
         metric_scopes: the spec's declared metric scopes.
     """
     sizes = {label: world_size for label in [*resumed_labels, *stopping_labels]}

@@ -21,16 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
 from orchestrator.exit_codes import ExitCode
-from orchestrator.gpu import wait_for_gpu_release
-from orchestrator.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle, WorkerGroup
-from orchestrator.multinode import multinode_launcher
-from orchestrator.process_tree import KillReport, kill_run
+from orchestrator.judge.verdict import Verdict, judge
 from orchestrator.protocol import (
     PHASE_CONTINUOUS,
     PHASE_GO,
-    PHASE_STOP,
     PhasePlan,
     RunLayout,
     Sentinel,
@@ -39,8 +34,12 @@ from orchestrator.protocol import (
     read_results,
     write_json_atomic,
 )
-from orchestrator.slurm_steps import slurm_launch_requested
-from orchestrator.verdict import Verdict, judge
+from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
+from orchestrator.run.gpu import wait_for_gpu_release
+from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
+from orchestrator.run.multinode import MultiNodeLauncher
+from orchestrator.run.options import RunOptions
+from orchestrator.run.process_tree import KillReport, kill_run
 
 POLL_INTERVAL_S = 0.05
 # How long a hung worker gets to write its stacks after SIGUSR1.
@@ -64,59 +63,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-
-
-@dataclass
-class RunOptions:
-    """Everything a run needs, as parsed from the command line."""
-
-    spec: Path
-    run_dir: Path
-    harness: str | None = None
-    nproc_per_node: int = 2
-    kill_signal: int = signal.SIGKILL
-    grace_s: float = 10.0
-    timeout_s: float = 600.0
-    reference: bool = True
-    nnodes: int = 1
-    cycles: int = 1
-    kill_at: str | None = None  # "STEP" or "random:SEED"
-    kill_during_save: bool = False
-    # --tolerances: per-metric [rtol, atol] that override the spec's in the verdict (issue 4).
-    tolerances: dict[str, list[float]] | None = None
-    # --go-nproc-per-node: resumed phases run with this many workers (None: the same as stop).
-    go_nproc_per_node: int | None = None
-
-    @property
-    def world_size(self) -> int:
-        """Ranks of the stop and continuous phases."""
-        return self.nproc_per_node * self.nnodes
-
-    @property
-    def go_world_size(self) -> int:
-        """Ranks of every resumed phase."""
-        return (self.go_nproc_per_node or self.nproc_per_node) * self.nnodes
-
-    def plans(self) -> list[PhasePlan]:
-        """The phases of the run before the reference: the stopping ones, then the final go."""
-        plans = [PhasePlan(PHASE_STOP, PHASE_STOP, kill_at=self.kill_at, kill_during_save=self.kill_during_save)]
-        # A fixed kill step applies to the first stop; a seeded one draws a step per phase.
-        later_kill_at = self.kill_at if self.kill_at and self.kill_at.startswith("random:") else None
-        for cycle in range(1, self.cycles):
-            plans.append(PhasePlan(f"go{cycle}", PHASE_GO, stop_after_resume=True, kill_at=later_kill_at))
-        plans.append(PhasePlan(PHASE_GO, PHASE_GO))
-        if self.go_world_size != self.world_size:
-            for i, plan in enumerate(plans[1:]):
-                plan.nproc_per_node = self.go_nproc_per_node
-                # Only the first resume reads a checkpoint of the stop's world size.
-                plan.checkpoint_world_size = self.world_size if i == 0 else None
-        return plans
-
-    def world_sizes(self, plans: list[PhasePlan]) -> dict[str, int]:
-        """Ranks of every phase by label, the reference included."""
-        sizes = {p.label: (self.go_world_size if p.mode == PHASE_GO else self.world_size) for p in plans}
-        sizes[PHASE_CONTINUOUS] = self.world_size
-        return sizes
 
 
 @dataclass
@@ -157,10 +103,10 @@ class Orchestrator:
 
     def __init__(self, options: RunOptions, events: RunEvents, launcher: Launcher | None = None) -> None:
         self.options = options
-        workers = WorkerGroup(options.spec, options.harness, options.nproc_per_node, options.nnodes)
-        self.launcher = launcher or LocalTorchrunLauncher(workers)
-        if launcher is None and (options.nnodes > 1 or slurm_launch_requested()):  # N agents or Slurm
-            self.launcher = multinode_launcher(workers)
+        workers = options.workers()
+        # A Slurm launcher comes from the caller (cli); here only local agents, one or N.
+        local: Launcher = MultiNodeLauncher(workers) if options.nnodes > 1 else LocalTorchrunLauncher(workers)
+        self.launcher = launcher or local
         self.layout = RunLayout(options.run_dir)
         self.run_id = uuid.uuid4().hex
         self.events = events
@@ -460,24 +406,3 @@ def _tolerances(results: dict[int, WorkerResult]) -> dict[str, list[float]]:
     for result in results.values():
         merged.update(result.tolerances)
     return merged
-
-
-def write_run_json(layout: RunLayout, options: RunOptions, run_id: str) -> None:
-    """Records what this run is, before anything is launched."""
-    write_json_atomic(
-        layout.run_json,
-        {
-            "run_id": run_id,
-            "spec": str(options.spec),
-            "harness": options.harness,
-            "nproc_per_node": options.nproc_per_node,
-            "go_nproc_per_node": options.go_nproc_per_node,
-            "kill_signal": signal.Signals(options.kill_signal).name,
-            "timeout_s": options.timeout_s,
-            "reference": options.reference,
-            "cycles": options.cycles,
-            "kill_at": options.kill_at,
-            "kill_during_save": options.kill_during_save,
-            "started_at": time.time(),
-        },
-    )

@@ -15,18 +15,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from orchestrator.protocol import read_json
+from orchestrator.protocol import ledger_path, read_json
 
 LEDGER_METRIC = "sample_ledger"
 """The name under which ledger failures are reported (what a mutant declares)."""
-
-
-def ledger_path(metadata_dir: str | os.PathLike[str], phase: str, rank: int) -> Path:
-    """Where ``rank`` of ``phase`` writes its ledger inside a harness's metadata directory."""
-    return Path(metadata_dir) / "ledger" / phase / f"rank{rank}.json"
 
 
 def read_ledgers(metadata_dir: str | os.PathLike[str], phase: str, world_size: int) -> dict[int, list[dict[str, Any]]]:

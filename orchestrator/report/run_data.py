@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.judge.verdict import read_trajectories
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, ProtocolError, read_json
-from orchestrator.verdict import read_trajectories
 
 # Verdict words of a metric row, also used as CSS classes and colour keys.
 OK = "ok"

@@ -26,9 +26,9 @@ from typing import Protocol
 
 import psutil
 
-from orchestrator.events import RunEvents
-from orchestrator.process_tree import KillReport, kill_run, set_parent_death_signal
 from orchestrator.protocol import ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
+from orchestrator.run.events import RunEvents
+from orchestrator.run.process_tree import KillReport, kill_run, set_parent_death_signal
 
 WORKER_ENTRY_MODULE = "workers.entry"
 _RANK_PREFIX = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.exit_codes import ExitCode
-from orchestrator.run_data import (
+from orchestrator.report.run_data import (
     collapse_ranks,
     divergence_sentence,
     first_divergences,

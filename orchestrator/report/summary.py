@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from orchestrator.compare import MetricCheck
 from orchestrator.exit_codes import DESCRIPTIONS
-from orchestrator.runner import RunOptions, RunOutcome
+from orchestrator.judge.compare import MetricCheck
+from orchestrator.run.options import RunOptions
+from orchestrator.run.runner import RunOutcome
 
 _MAX_VALUE_WIDTH = 24
 

@@ -41,21 +41,21 @@ def write_report_files(
     errors: list[str] = []
     if html is not None:
         try:
-            from orchestrator.html_report import write_html_report
+            from orchestrator.report.html import write_html_report
 
             done.append(f"html report: {write_html_report(report, html)}")
         except OSError as err:
             errors.append(f"cannot write --html-report {html}: {err.strerror or err}")
     if png is not None:
         try:
-            from orchestrator.png_report import write_png_report
+            from orchestrator.report.png import write_png_report
 
             done.append(f"png report: {write_png_report(report, png)}")
         except (OSError, ImportError) as err:
             errors.append(f"cannot write --png-report {png}: {err}")
     if junit is not None:
         try:
-            from orchestrator.junit import write_junit_xml
+            from orchestrator.report.junit import write_junit_xml
 
             done.append(f"junit xml: {write_junit_xml([report], junit)}")
         except OSError as err:

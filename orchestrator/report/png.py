@@ -11,7 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from orchestrator.run_data import (
+from orchestrator.report.run_data import (
     MISMATCH,
     NONDETERMINISTIC,
     RunTrajectories,

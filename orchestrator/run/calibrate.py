@@ -8,7 +8,7 @@ runs of the same code and seed drift apart by themselves. The tolerances follow 
 - integers, booleans, strings and digests must be identical; if one differs between the
   two runs, the spec is not deterministic for it and no tolerance can help (exit 1);
 - a float metric that reproduced bit for bit keeps the defaults
-  (``orchestrator.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``);
+  (``orchestrator.judge.compare.DEFAULT_RTOL`` / ``DEFAULT_ATOL``);
 - a float metric that drifted gets ``rtol = SAFETY * max relative drift`` and
   ``atol = SAFETY * max absolute drift`` (never below the defaults).
 
@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from orchestrator.compare import DEFAULT_ATOL, DEFAULT_RTOL
-from orchestrator.events import RunEvents
-from orchestrator.launcher import LocalTorchrunLauncher, WorkerGroup
-from orchestrator.process_tree import kill_run
+from orchestrator.judge.compare import DEFAULT_ATOL, DEFAULT_RTOL
+from orchestrator.judge.verdict import read_trajectories
 from orchestrator.protocol import PHASE_CONTINUOUS, RunLayout, read_results, write_json_atomic
-from orchestrator.verdict import read_trajectories
+from orchestrator.run.events import RunEvents
+from orchestrator.run.launcher import LocalTorchrunLauncher, WorkerGroup
+from orchestrator.run.process_tree import kill_run
 
 SAFETY = 10.0
 """How many times the measured drift a tolerance allows."""

@@ -21,7 +21,10 @@ from types import FrameType
 
 from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.exit_codes import ExitCode
-from orchestrator.slurm_script import EXIT_CODE_FILE, SCRIPT_FILE, JobSpec, render_script, sbatch_directives
+from orchestrator.slurm.jobs import ENV_SBATCH_OPTIONS, ENV_SIGNAL_BEFORE
+from orchestrator.slurm.script import EXIT_CODE_FILE, SCRIPT_FILE, JobSpec, render_script, sbatch_directives
+from orchestrator.slurm.steps import ENV_SLURM_JOBS
+from orchestrator.spec_file import check_spec_file
 
 POLL_INTERVAL_S = 1.0
 # Job states that mean the job has ended (squeue stops listing a job some time after).
@@ -87,8 +90,6 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def job_from_args(args: argparse.Namespace) -> JobSpec:
     """The job to submit, after the checks that need no Slurm."""
-    from orchestrator.cli import check_spec_file
-
     check_spec_file(args.spec)
     if args.nodes < 1:
         raise UsageError("--nodes must be at least 1")
@@ -282,9 +283,6 @@ def run_as_separate_jobs(job: JobSpec, dry_run: bool) -> int:
 
     Returns the orchestrator's exit code (130 if interrupted: it cancels its jobs first).
     """
-    from orchestrator.slurm_jobs import ENV_SBATCH_OPTIONS, ENV_SIGNAL_BEFORE
-    from orchestrator.slurm_steps import ENV_SLURM_JOBS
-
     directives = [line.removeprefix("#SBATCH ") for line in sbatch_directives(job)]
     # Name, node count, output and workdir are per phase; the rest applies to every job.
     keep = ("--gpus-per-node=", "--partition=", "--time=", "--account=")

@@ -1,7 +1,7 @@
 """The sbatch script of a stop-and-go job: readable, self-contained, kept in the run dir.
 
 The script runs the orchestrator on the batch host with ``STOP_AND_GO_SLURM_STEPS=1``, so
-every phase becomes an ``srun`` step (``orchestrator.slurm_steps``). It runs the
+every phase becomes an ``srun`` step (``orchestrator.slurm.steps``). It runs the
 orchestrator in the background and waits for it, so that the batch shell can handle
 Slurm's signals: SIGTERM (``scancel``, the time limit) is passed on, and the pre-timeout
 signal of ``--signal=B:USR1@SECONDS`` is recorded in ``pre_timeout_signal``, the

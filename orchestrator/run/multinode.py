@@ -19,10 +19,10 @@ import socket
 import time
 from pathlib import Path
 
-from orchestrator.events import RunEvents
-from orchestrator.launcher import Launcher, PhaseProcess, WorkerGroup
-from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import RunLayout
+from orchestrator.run.events import RunEvents
+from orchestrator.run.launcher import PhaseProcess, WorkerGroup
+from orchestrator.run.process_tree import KillReport, kill_run
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,18 +57,6 @@ def multinode_torchrun_command(
     ]
     command[command.index("--log-dir") + 1] = str(log_dir / f"node{node}")
     return command
-
-
-def multinode_launcher(workers: WorkerGroup) -> Launcher:
-    """Slurm job steps or jobs where the sbatch wrapper asked for them, else N local agents."""
-    from orchestrator.slurm_jobs import SlurmJobLauncher, slurm_jobs_requested
-    from orchestrator.slurm_steps import SlurmStepLauncher, slurm_steps_requested
-
-    if slurm_steps_requested():
-        return SlurmStepLauncher(workers)
-    if slurm_jobs_requested():
-        return SlurmJobLauncher(workers)
-    return MultiNodeLauncher(workers)
 
 
 class MultiNodeLauncher:

@@ -21,13 +21,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from orchestrator.events import RunEvents
-from orchestrator.launcher import PhaseProcess, WorkerGroup
-from orchestrator.multinode import multinode_torchrun_command
-from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import PHASE_STOP, RunLayout
-from orchestrator.slurm_script import PRE_TIMEOUT_FILE
-from orchestrator.slurm_steps import ENV_SLURM_JOBS, job_steps, wait_for_trigger
+from orchestrator.run.events import RunEvents
+from orchestrator.run.launcher import PhaseProcess, WorkerGroup
+from orchestrator.run.multinode import multinode_torchrun_command
+from orchestrator.run.process_tree import KillReport, kill_run
+from orchestrator.slurm.script import PRE_TIMEOUT_FILE
+from orchestrator.slurm.steps import ENV_SLURM_JOBS, job_steps, wait_for_trigger
 
 ENV_SBATCH_OPTIONS = "STOP_AND_GO_SLURM_SBATCH"
 ENV_SIGNAL_BEFORE = "STOP_AND_GO_SIGNAL_BEFORE"
@@ -124,7 +124,7 @@ def _phase_script(phase: str, options: list[str], torchrun: list[str], trigger: 
     if trigger is not None:
         quoted = shlex.quote(str(trigger))
         lines += [
-            "# Slurm's pre-timeout signal is the stop trigger (see orchestrator.slurm_script).",
+            "# Slurm's pre-timeout signal is the stop trigger (see orchestrator.slurm.script).",
             f"trap 'date -u +%Y-%m-%dT%H:%M:%SZ > {quoted}' USR1",
             f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 {command} &",
             'while wait "$!"; code=$?; kill -0 "$!" 2>/dev/null; do :; done',

@@ -26,9 +26,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN
-from orchestrator.progress import read_progress
-from orchestrator.run_data import (
+from orchestrator.report.run_data import (
     MISMATCH,
     MISSING,
     NONDETERMINISTIC,
@@ -40,6 +38,8 @@ from orchestrator.run_data import (
     rank_label,
     short,
 )
+from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN
+from orchestrator.run.progress import read_progress
 
 STYLES = {OK: "green", MISMATCH: "bold red", NONDETERMINISTIC: "bold magenta", MISSING: "yellow"}
 TAIL_LINES = 6

@@ -19,14 +19,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from orchestrator.events import RunEvents
-from orchestrator.launcher import PhaseProcess, WorkerGroup
-from orchestrator.multinode import free_port, multinode_torchrun_command
-from orchestrator.process_tree import KillReport, kill_run
 from orchestrator.protocol import PHASE_STOP, RunLayout
+from orchestrator.run.events import RunEvents
+from orchestrator.run.launcher import PhaseProcess, WorkerGroup
+from orchestrator.run.multinode import free_port, multinode_torchrun_command
+from orchestrator.run.process_tree import KillReport, kill_run
 
 ENV_SLURM_STEPS = "STOP_AND_GO_SLURM_STEPS"
-# Set by ``sbatch --go-as-new-job``: every phase is its own job (``orchestrator.slurm_jobs``).
+# Set by ``sbatch --go-as-new-job``: every phase is its own job (``orchestrator.slurm.jobs``).
 ENV_SLURM_JOBS = "STOP_AND_GO_SLURM_JOBS"
 # Set by the sbatch script when it asked for Slurm's pre-timeout signal: the file its USR1
 # trap writes (the arrival time) when the signal comes.

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from orchestrator.exit_codes import ExitCode
-from orchestrator.slurm import SlurmError, write_and_submit
-from orchestrator.suite import EntryResult, finish, meaning_of
-from orchestrator.suite_config import Suite
+from orchestrator.slurm.sbatch import SlurmError, write_and_submit
+from orchestrator.suite.config import Suite
+from orchestrator.suite.results import EntryResult, finish, meaning_of
 
 POLL_INTERVAL_S = 1.0
 
