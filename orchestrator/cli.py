@@ -28,7 +28,8 @@ from orchestrator.run.options import RunOptions, write_run_json
 from orchestrator.run.runner import Interrupted, Orchestrator
 from orchestrator.slurm.launchers import slurm_launcher
 from orchestrator.slurm.steps import slurm_launch_requested
-from orchestrator.spec_file import check_spec_file
+from orchestrator.spec_file import check_harness_choice, check_spec_file
+from orchestrator.wrap.command import ScriptCommand
 
 KILL_SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "INT": signal.SIGINT}
 
@@ -115,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip the continuous reference run (checks only the resume point)",
     )
     scenario.add_argument(
+        "--no-prewarm",
+        dest="prewarm",
+        action="store_false",
+        help="start each phase's torchrun only when it is due (default: the next phase starts early, "
+        "imports everything and waits for the previous phase to be confirmed dead)",
+    )
+    scenario.add_argument(
+        "--bitwise",
+        action="store_true",
+        help="judge weights, buffers and optimizer state bit for bit (default: per tensor, within the "
+        "noise floor, so a different summation order in a reduction is a note, not a failure)",
+    )
+    scenario.add_argument(
         "--calibrate",
         action="store_true",
         help="instead of a stop/go run, run the continuous run twice, measure each metric's noise floor and "
@@ -188,15 +202,24 @@ def _prepare_run_dir(run_dir: Path) -> RunLayout:
     return layout
 
 
-SUBCOMMANDS = ("sbatch", "suite", "self-test")
+SUBCOMMANDS = ("sbatch", "suite", "self-test", "run")
 
 
 def _run_subcommand(name: str, argv: list[str]) -> int:
-    """``python -m orchestrator sbatch|suite ...``: handed whole to that module's main."""
+    """``python -m orchestrator sbatch|suite|self-test|run ...``: handed whole to that module's main."""
     if name == "sbatch":
         from orchestrator.slurm.sbatch import main as sbatch_main
 
         return sbatch_main(argv)
+    if name == "run":
+        from orchestrator.wrap.cli import parse_run_args
+
+        try:
+            spec_argv, script = parse_run_args(argv)
+        except UsageError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return int(ExitCode.USAGE)
+        return main(spec_argv, script=script)
     if name == "self-test":
         from orchestrator.suite.selftest import main as selftest_main
 
@@ -234,8 +257,12 @@ def _calibrate(args: argparse.Namespace, run_dir: Path, out: TextIO, lock: FileL
         lock.release()
 
 
-def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    """Runs the orchestrator; returns its exit code (see ``ExitCode``)."""
+def main(argv: list[str] | None = None, out: TextIO | None = None, script: ScriptCommand | None = None) -> int:
+    """Runs the orchestrator; returns its exit code (see ``ExitCode``).
+
+    With ``script`` (``stop-and-go run``, ``orchestrator.wrap.cli``) the "spec" is a user's
+    training script, run unmodified in every phase.
+    """
     args_in = sys.argv[1:] if argv is None else argv
     if args_in and args_in[0] in SUBCOMMANDS:
         return _run_subcommand(args_in[0], args_in[1:])
@@ -243,7 +270,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
     try:
         args = build_parser().parse_args(argv)
-        check_spec_file(args.spec)
+        if script is None:
+            check_spec_file(args.spec)
+            check_harness_choice(args.spec, args.harness)
         if args.nproc_per_node < 1:
             raise UsageError("--nproc-per-node must be at least 1")
         if args.nnodes < 1:
@@ -299,12 +328,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         grace_s=args.grace,
         timeout_s=args.timeout,
         reference=args.reference,
+        bitwise=args.bitwise,
         cycles=args.cycles,
         kill_at=kill_at,
         kill_during_save=args.kill_during_save,
         nnodes=args.nnodes,
         tolerances=tolerances,
         go_nproc_per_node=args.go_nproc_per_node,
+        prewarm=args.prewarm,
+        worker_argv=script.worker_argv if script else None,
     )
     live = None
     if out.isatty() and not (args.plain or args.quiet) and os.environ.get("TERM") != "dumb":

@@ -17,6 +17,8 @@ class ExitCode(IntEnum):
     REFERENCE_FAILED = 6
     RUN_DIR_UNUSABLE = 7
     GPU_NOT_RELEASED = 8
+    SPEC_NONDETERMINISTIC = 9
+    NO_CHECKPOINT = 10
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
 
@@ -31,6 +33,10 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     ExitCode.REFERENCE_FAILED: "the continuous reference run failed",
     ExitCode.RUN_DIR_UNUSABLE: "the run dir cannot be written (unwritable, not a directory, or disk full)",
     ExitCode.GPU_NOT_RELEASED: "a killed run still held GPU memory when the next phase was due",
+    ExitCode.SPEC_NONDETERMINISTIC: "spec not deterministic: stop already differed from the reference before "
+    "its stop, so no resume can be judged (the first differing metric is named)",
+    ExitCode.NO_CHECKPOINT: "stop-and-go run: the script's Trainer saved no checkpoint to stop at before training "
+    "ended (add --checkpoint-every K)",
     ExitCode.INTERNAL_ERROR: "internal error of the orchestrator (a bug: please report it)",
     ExitCode.INTERRUPTED: "interrupted by SIGINT or SIGTERM; workers were killed first",
 }

@@ -38,13 +38,30 @@ from orchestrator.protocol import (
 )
 from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
-from workers.checkpoints import checkpoint_interval, checkpoint_saved_at, last_saved_step
+from workers.checkpoints import (
+    checkpoint_epoch,
+    checkpoint_interval,
+    checkpoint_saved_at,
+    last_saved_step,
+    last_training_step,
+    resume_point,
+    steps_per_epoch,
+    validates_on_checkpoint_steps,
+)
 from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
+from workers.state_dump import dump_state
 
 
 class StopAndGoException(Exception):
     """Raised to end the stop run once its checkpoint and metadata are saved."""
+
+
+class StopPlanError(ValueError):
+    """The phase plan cannot be carried out by this spec (e.g. ``--kill-at`` past the last step).
+
+    The worker entry reports it as a spec error: one line, exit 2.
+    """
 
 
 class ResumeMismatchError(AssertionError):
@@ -132,6 +149,8 @@ class RaiseAfterMetadataCallback(Callback):
         kill_at: ``"STEP"`` or ``"random:SEED"``; ``None`` takes the phase plan's, if any.
         label: the phase's label, recorded in the sentinel.
         backend: vets the checkpoint before the sentinel names it; Lightning's by default.
+        later_epoch: stop only at a checkpoint saved in a later epoch than the one this
+            phase started in (the default scenario's second stop, for coverage).
     """
 
     def __init__(
@@ -142,6 +161,7 @@ class RaiseAfterMetadataCallback(Callback):
         kill_at: str | None = None,
         label: str = "stop",
         backend: Backend | None = None,
+        later_epoch: bool = False,
     ) -> None:
         self.metadata_path = Path(metadata_path)
         self.wait_for_kill_s = wait_for_kill_s
@@ -149,7 +169,10 @@ class RaiseAfterMetadataCallback(Callback):
         self.kill_at = kill_at
         self.label = label
         self.backend = backend or LightningBackend()
+        self.later_epoch = later_epoch
         self.start_step = 0
+        self.start_epoch = 0
+        self.by_validation = False
         self.kill_step: int | None = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -158,8 +181,19 @@ class RaiseAfterMetadataCallback(Callback):
         # stopped again before its next one (it then resumes from the same checkpoint).
         interval = checkpoint_interval(trainer)
         first = self.start_step + 1 if trainer.ckpt_path else interval
-        self.kill_step = resolve_kill_at(self.kill_at, first, trainer.max_steps, self.label)
+        per_epoch = steps_per_epoch(trainer)
+        self.start_epoch = self.start_step // per_epoch if per_epoch else trainer.current_epoch
+        # When validations fall on checkpoint steps, stop at a validated one (the seed's rule).
+        self.by_validation = validates_on_checkpoint_steps(trainer)
+        last_step = last_training_step(trainer)
+        self.kill_step = resolve_kill_at(self.kill_at, first, last_step, self.label)
         if self.kill_step is not None:
+            # Fail now, not after a whole run that never reaches the step.
+            if self.kill_step >= last_step:
+                raise StopPlanError(
+                    f"--kill-at {self.kill_step} is not before the run's last step ({last_step}); "
+                    f"choose a step in [{first}, {last_step - 1}]"
+                )
             rank_zero_info(f"stop-and-go: {self.label} will stop at step {self.kill_step}")
 
     def on_train_batch_start(
@@ -168,13 +202,36 @@ class RaiseAfterMetadataCallback(Callback):
         # Step ``kill_step`` is complete here: trained, validated and checkpointed if due.
         if self.kill_step is not None and trainer.global_step == self.kill_step:
             self._stop(trainer)
+        # Any checkpoint cadence: every step's (and the previous epoch's end) checkpoint is
+        # whole on disk here, since ModelCheckpoint's hooks ran after the previous batch.
+        elif not self.by_validation and self._checkpoint_to_stop_at(trainer):
+            self._stop(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A checkpoint written at the very end (the last epoch's) is still one to stop at.
+        # on_train_end runs after ModelCheckpoint's epoch-end save.
+        if self._checkpoint_to_stop_at(trainer):
+            self._stop(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The seed's rule: the first validation that falls on a checkpoint step.
         if trainer.sanity_checking or self.kill_at:
             return
         step = trainer.global_step
         if step > self.start_step and MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
-            self._stop(trainer)
+            if not self.later_epoch or checkpoint_epoch(trainer, step) > self.start_epoch:
+                self._stop(trainer)
+
+    def _checkpoint_to_stop_at(self, trainer: pl.Trainer) -> bool:
+        """Whether this process saved a complete checkpoint (with metadata) to stop at."""
+        if self.kill_at:
+            return False
+        step = last_saved_step(trainer)
+        if step is None or step <= self.start_step:
+            return False
+        if self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch:
+            return False
+        return MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists()
 
     def _stop(self, trainer: pl.Trainer) -> None:
         stopped_at = trainer.global_step
@@ -192,6 +249,7 @@ class RaiseAfterMetadataCallback(Callback):
                 pid=os.getpid(),
                 label=self.label,
                 stopped_at=stopped_at,
+                resume_point=resume_point(trainer, step),
             )
             write_json_atomic(self.sentinel_path or sentinel_path_for(self.metadata_path), sentinel.to_dict())
         self._wait_to_be_killed(trainer, stopped_at)
@@ -340,6 +398,7 @@ class MetricsTrajectoryCallback(Callback):
             metrics["train_loss"] = to_jsonable(loss)
         metrics.update(self.batches.step_facts(trainer, batch_idx))
         self.entries.append({"step": step, "metrics": metrics})
+        dump_state(self.metadata_path, self.phase, trainer, pl_module)  # for the per-tensor state check
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

@@ -20,6 +20,7 @@ from typing import Any
 from orchestrator.judge.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
 from orchestrator.judge.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
 from orchestrator.judge.metric_scopes import global_trajectory, not_compared, world_size_tolerances
+from orchestrator.judge.state_compare import rejudge_state_digests
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, read_json
 
 
@@ -43,6 +44,13 @@ class Verdict:
     ledger: LedgerCheck | None = None
     # --go-nproc-per-node: world sizes, and what was compared or left out because of it.
     world_size_change: dict[str, Any] | None = None
+    # Observations that are not failures (state equal within tolerance but not bitwise).
+    notes: list[str] = field(default_factory=list)
+    # Per-tensor state differences of the digests that differed (within or beyond tolerance).
+    state_differences: list[dict[str, Any]] = field(default_factory=list)
+    # Set when stop already differed from the reference before its stop: the spec is not
+    # deterministic, and no resumed phase can be judged (exit code SPEC_NONDETERMINISTIC).
+    nondeterministic: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,6 +76,9 @@ class Verdict:
             "stop_vs_reference": self.stop_vs_reference.to_dict() if self.stop_vs_reference else None,
             "ledger": self.ledger.to_dict() if self.ledger else None,
             "world_size_change": self.world_size_change,
+            "notes": self.notes,
+            "state_differences": self.state_differences,
+            "nondeterministic": self.nondeterministic,
             "findings": self.findings(),
         }
 
@@ -137,6 +148,7 @@ def judge(
     tolerances: Tolerances | None = None,
     world_sizes: dict[str, int] | None = None,
     metric_scopes: dict[str, str] | None = None,
+    bitwise: bool = False,
 ) -> Verdict:
     """Builds the verdict of a run whose final resumed phase has finished.
 
@@ -151,6 +163,8 @@ def judge(
             (``--go-nproc-per-node``); those phases are compared with the reference on
             world-size-independent values only (``orchestrator.judge.metric_scopes``).
         metric_scopes: the spec's declared metric scopes.
+        bitwise: judge state digests bit for bit (``--bitwise``); by default a digest
+            that differs is re-judged per tensor (``orchestrator.judge.state_compare``).
     """
     sizes = {label: world_size for label in [*resumed_labels, *stopping_labels]}
     sizes.update(world_sizes or {})
@@ -200,6 +214,15 @@ def judge(
             comparison = compare_trajectories(
                 phase_reference, candidate, tolerances=phase_tolerances, only_recorded=True
             )
+        if not bitwise and sizes[label] == world_size:
+            within, beyond = rejudge_state_digests(
+                comparison, candidate, reference_metadata_dir, metadata_dir, label, PHASE_CONTINUOUS, tolerances
+            )
+            verdict.notes.extend(d.describe(label) for d in within)
+            verdict.state_differences.extend({"label": label, **d.to_dict()} for d in [*within, *beyond])
+            beyond_by_key = {(d.metric, d.rank): d for d in beyond}
+        else:
+            beyond_by_key = {}
         verdict.trajectories[label] = comparison
         # A missing step comes first: the steps after it are shifted, not wrong by themselves.
         for rank, absent in comparison.missing_steps.items():
@@ -209,13 +232,22 @@ def judge(
         before_any_resume = bool(stopping_labels) and label == stopping_labels[0]
         for check in sorted(comparison.divergences, key=lambda c: (c.step or 0, c.rank, c.metric)):
             if before_any_resume:
+                verdict.nondeterministic = {
+                    "metric": check.metric,
+                    "rank": check.rank,
+                    "step": check.step,
+                    "reference": check.expected,
+                    "stop": check.actual,
+                }
                 verdict.failures.append(
                     "spec is not deterministic: before the first stop, "
                     + _describe(check, "reference", "stop")
                     + "; resumed runs cannot be judged against the reference"
                 )
                 break
-            verdict.failures.append(f"after resume ({label}): " + _describe(check, "reference", label))
+            state = beyond_by_key.get((check.metric, check.rank))
+            detail = state.describe(label) if state else _describe(check, "reference", label)
+            verdict.failures.append(f"after resume ({label}): " + detail)
 
     # Data exactly-once: stop's batches up to go1's resume point + ... + go's == continuous's.
     resumed_steps = {r["label"]: r["resumed_step"] for r in verdict.resumes}
@@ -224,6 +256,9 @@ def judge(
     )
     if verdict.ledger is not None:
         verdict.failures.extend("data: " + problem.describe() for problem in verdict.ledger.problems)
+    if verdict.nondeterministic is not None:
+        # Once stop differs from the reference, go's differences mean nothing: name only that.
+        verdict.failures = [f for f in verdict.failures if f.startswith("spec is not deterministic")]
     return verdict
 
 

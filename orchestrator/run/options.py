@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, PhasePlan, RunLayout, write_json_atomic
-from orchestrator.run.launcher import WorkerGroup
+from orchestrator.run.launcher import WorkerArgv, WorkerGroup
 
 
 @dataclass
@@ -23,6 +23,8 @@ class RunOptions:
     grace_s: float = 10.0
     timeout_s: float = 600.0
     reference: bool = True
+    # --bitwise: state digests judged bit for bit, not per tensor within tolerance (issue 12).
+    bitwise: bool = False
     nnodes: int = 1
     cycles: int = 1
     kill_at: str | None = None  # "STEP" or "random:SEED"
@@ -31,10 +33,14 @@ class RunOptions:
     tolerances: dict[str, list[float]] | None = None
     # --go-nproc-per-node: resumed phases run with this many workers (None: the same as stop).
     go_nproc_per_node: int | None = None
+    # --no-prewarm turns off starting the next phase early (orchestrator.run.prewarm).
+    prewarm: bool = True
+    # ``stop-and-go run -- SCRIPT``: the worker command of each phase (None: the spec's worker).
+    worker_argv: WorkerArgv | None = None
 
     def workers(self) -> WorkerGroup:
         """The spec, harness and ranks every phase launches."""
-        return WorkerGroup(self.spec, self.harness, self.nproc_per_node, self.nnodes)
+        return WorkerGroup(self.spec, self.harness, self.nproc_per_node, self.nnodes, self.worker_argv)
 
     @property
     def world_size(self) -> int:

@@ -30,6 +30,7 @@ from orchestrator.protocol import (
     RunLayout,
     Sentinel,
     WorkerResult,
+    phase_tag,
     read_json,
     read_results,
     write_json_atomic,
@@ -39,7 +40,9 @@ from orchestrator.run.gpu import wait_for_gpu_release
 from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
 from orchestrator.run.multinode import MultiNodeLauncher
 from orchestrator.run.options import RunOptions
+from orchestrator.run.prewarm import can_prewarm, give_go_ahead, kill_unreleased, next_labels
 from orchestrator.run.process_tree import KillReport, kill_run
+from orchestrator.run.timings import run_timings
 
 POLL_INTERVAL_S = 0.05
 # How long a hung worker gets to write its stacks after SIGUSR1.
@@ -79,6 +82,8 @@ class PhaseRecord:
     log: str = ""
     results: list[dict[str, Any]] = field(default_factory=list)
     kill: dict[str, Any] | None = None
+    # Seconds the phase waited, imported and idle, for its go-ahead (pre-warmed phases only).
+    prewarmed_s: float | None = None
 
 
 @dataclass
@@ -96,6 +101,7 @@ class RunOutcome:
     stack_dumps: list[str] = field(default_factory=list)
     verdict: Verdict | None = None
     leftover_pids: list[int] = field(default_factory=list)
+    timings: dict[str, Any] = field(default_factory=dict)
 
 
 class Orchestrator:
@@ -111,6 +117,13 @@ class Orchestrator:
         self.run_id = uuid.uuid4().hex
         self.events = events
         self.active: PhaseHandle | None = None
+        self.active_record: PhaseRecord | None = None
+        # Pre-warmed phases by label, waiting for their go-ahead; and who warms during whom.
+        self.warm: dict[str, tuple[PhaseHandle, PhaseRecord]] = {}
+        self.warms_next: dict[str, str] = {}
+        self.prewarm = can_prewarm(self.launcher, options.prewarm)
+        # time.time() when the last stopping phase was confirmed dead.
+        self.kill_confirmed_at: float | None = None
         self.outcome = RunOutcome(ExitCode.INTERNAL_ERROR, "", options.run_dir)
         self.plans: dict[str, PhasePlan] = {}
         # Set while cleaning up, so a second signal cannot interrupt the cleanup.
@@ -119,11 +132,14 @@ class Orchestrator:
     def run(self) -> RunOutcome:
         """Runs every phase and returns the outcome; never leaves a process behind."""
         outcome = self.outcome
+        started = time.monotonic()
         try:
             plans = self.options.plans()
             for plan in plans:
                 write_json_atomic(self.layout.phase_plan(plan.label), plan.to_dict())
             self.plans = {plan.label: plan for plan in plans}
+            labels = [p.label for p in plans] + ([PHASE_CONTINUOUS] if self.options.reference else [])
+            self.warms_next = next_labels(labels) if self.prewarm else {}
             for plan in plans[:-1]:
                 self._stopping_phase(plan)
             go_results = self._go_phase(plans[-1])
@@ -138,9 +154,13 @@ class Orchestrator:
                 tolerances={**_tolerances(go_results), **(self.options.tolerances or {})},
                 world_sizes=self.options.world_sizes(plans),
                 metric_scopes=_metric_scopes(go_results),
+                bitwise=self.options.bitwise,
             )
             if outcome.verdict.ok:
                 outcome.code, outcome.message = ExitCode.VERIFIED, "resume verified"
+            elif outcome.verdict.nondeterministic is not None:
+                outcome.code = ExitCode.SPEC_NONDETERMINISTIC
+                outcome.message = outcome.verdict.failures[0]
             else:
                 outcome.code = ExitCode.MISMATCH
                 outcome.message = "resume mismatch: " + outcome.verdict.failures[0]
@@ -153,9 +173,15 @@ class Orchestrator:
         finally:
             self.cleaning_up = True
             self._kill_active("cleanup")
+            outcome.phases.extend(kill_unreleased(self.warm, self.layout))
             # A last sweep by the run id also finds processes that left the tree.
             leftover = kill_run(None, self.run_id)
             outcome.leftover_pids = leftover.survivors
+            reference = "after go" if self.options.reference else "none"
+            total = time.monotonic() - started
+            outcome.timings = run_timings(
+                outcome.phases, self.layout, total, self.kill_confirmed_at, self.prewarm, reference
+            )
         return outcome
 
     def stop_once(self) -> dict[str, Any]:
@@ -173,20 +199,35 @@ class Orchestrator:
     # -- phases ---------------------------------------------------------------------
 
     def _launch(self, phase: str) -> tuple[PhaseHandle, PhaseRecord]:
+        """Makes ``phase`` the active one: a pre-warmed launch gets its go-ahead, else a fresh one."""
+        warm = self.warm.pop(phase, None)
+        proc, record = warm or self._start(phase)
+        if warm is not None:
+            give_go_ahead(self.layout, phase)
+            record.prewarmed_s = time.monotonic() - proc.started
+            proc.started = time.monotonic()  # the phase's wall time and timeout count from here
+        self.active, self.active_record = proc, record
+        self.outcome.phases.append(record)
+        following = self.warms_next.get(phase)
+        if following is not None and following not in self.warm:
+            self.warm[following] = self._start(following, prewarmed=True)
+        return proc, record
+
+    def _start(self, phase: str, prewarmed: bool = False) -> tuple[PhaseHandle, PhaseRecord]:
         plan = self.plans.get(phase)
         nproc = (plan.nproc_per_node if plan else None) or self.options.nproc_per_node
-        proc = self.launcher.launch(
-            phase, self.layout, self.run_id, self.options.timeout_s, self.events, nproc_per_node=nproc
-        )
-        self.active = proc
+        extra = {"go_ahead": self.layout.go_ahead(phase)} if prewarmed else {}
+        tag, timeout = phase_tag(self.run_id, phase), self.options.timeout_s
+        proc = self.launcher.launch(phase, self.layout, tag, timeout, self.events, nproc_per_node=nproc, **extra)
         record = PhaseRecord(phase, proc.command, proc.pid, log=str(proc.log_path))
-        self.outcome.phases.append(record)
+        how = "pre-warming (waits for its go-ahead)" if prewarmed else "launched"
         self.events.event(
             PHASE_STARTED,
             phase,
-            f"{phase}: launched torchrun (pid {proc.pid}, {nproc} workers)",
+            f"{phase}: {how} torchrun (pid {proc.pid}, {nproc} workers)",
             agent_pid=proc.pid,
             nproc=nproc,
+            prewarmed=prewarmed,
         )
         return proc, record
 
@@ -213,7 +254,8 @@ class Orchestrator:
         if proc is None:
             return None
         report = proc.kill(self.options.kill_signal, self.options.grace_s)
-        record = self.outcome.phases[-1]
+        record = self.active_record
+        assert record is not None
         record.kill = report.to_dict()
         self._finish(proc, record, why)
         return report
@@ -277,7 +319,7 @@ class Orchestrator:
             written_at = sentinel.written_at
         self.events.event(SENTINEL_SEEN, plan.label, message + "; killing the workers", **data)
         report = self._kill_active("killed after the sentinel")
-        all_dead = time.time()
+        all_dead = self.kill_confirmed_at = time.time()
         assert report is not None
         if not report.all_dead:
             raise RunFailed(
@@ -329,8 +371,8 @@ class Orchestrator:
             self._fail_if_overdue(proc, record, "did not finish")
             time.sleep(POLL_INTERVAL_S)
         self._finish(proc, record, "finished")
-        # The agent is gone; any worker that outlived it is a leak to clean up now.
-        kill_run(None, self.run_id)
+        # Any worker that outlived the agent is a leak (this phase's tag: not a pre-warmed one).
+        kill_run(None, phase_tag(self.run_id, phase))
         return record, read_results(self.layout, phase)
 
     def _go_phase(self, plan: PhasePlan) -> dict[int, WorkerResult]:
@@ -371,6 +413,9 @@ class Orchestrator:
         results = {r["rank"]: WorkerResult.from_dict(r) for r in record.results}
         self._raise_spec_error(results)
         errors = [r for r in results.values() if r.error]
+        if any(r.status == "no_checkpoint" for r in errors):  # a wrapped script (orchestrator.wrap)
+            code = ExitCode.NO_CHECKPOINT
+            errors = [r for r in errors if r.status == "no_checkpoint"]
         if errors:
             reason = f"rank {errors[0].rank}: {errors[0].error}"
         else:  # died before writing a result (e.g. the worker package failed to import)

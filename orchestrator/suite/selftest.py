@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MUTANTS_DIR = REPO / "harness_specs" / "mutants"
 DEFAULT_CONTROL = REPO / "harness_specs" / "tiny_lightning.py"
 EXIT_MISMATCH = 1
