@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.exit_codes import ExitCode
 from orchestrator.judge.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
 from orchestrator.judge.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
 from orchestrator.judge.metric_scopes import global_trajectory, not_compared, world_size_tolerances
@@ -55,6 +56,14 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def exit_code_and_message(self) -> tuple[ExitCode, str]:
+        """The run's exit code and one-line message for this verdict."""
+        if self.ok:
+            return ExitCode.VERIFIED, "resume verified"
+        if self.nondeterministic is not None:
+            return ExitCode.SPEC_NONDETERMINISTIC, self.failures[0]
+        return ExitCode.MISMATCH, "resume mismatch: " + self.failures[0]
 
     @property
     def go_vs_reference(self) -> TrajectoryComparison | None:

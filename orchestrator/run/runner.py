@@ -156,14 +156,7 @@ class Orchestrator:
                 metric_scopes=_metric_scopes(go_results),
                 bitwise=self.options.bitwise,
             )
-            if outcome.verdict.ok:
-                outcome.code, outcome.message = ExitCode.VERIFIED, "resume verified"
-            elif outcome.verdict.nondeterministic is not None:
-                outcome.code = ExitCode.SPEC_NONDETERMINISTIC
-                outcome.message = outcome.verdict.failures[0]
-            else:
-                outcome.code = ExitCode.MISMATCH
-                outcome.message = "resume mismatch: " + outcome.verdict.failures[0]
+            outcome.code, outcome.message = outcome.verdict.exit_code_and_message()
             self._raise_if_go_failed_alone(go_results)
         except RunFailed as failed:
             outcome.code, outcome.message = failed.code, failed.message
