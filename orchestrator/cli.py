@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop and resume N times in fresh processes, verifying every resume (default: 1)",
     )
     scenario.add_argument(
+        "--cover-epoch-boundary",
+        dest="epoch_coverage",
+        action="store_true",
+        help="stop a second time (go1) at the first checkpoint of a later epoch, so the final go resumes "
+        "after an epoch boundary (one more phase)",
+    )
+    scenario.add_argument(
         "--no-reference",
         dest="reference",
         action="store_false",
@@ -167,8 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument(
         "--plain", action="store_true", help="line-based output even on a terminal (default when piped)"
     )
-    output.add_argument("--quiet", action="store_true", help="do not stream the workers' output")
-    output.add_argument("--verbose", action="store_true", help="show tracebacks of orchestrator errors")
+    output.add_argument(
+        "--quiet", action="store_true", help="no worker output at all, not even a failed rank's traceback"
+    )
+    output.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream every worker line (by default they go to per-rank logs in the run dir, and only a "
+        "failed rank's traceback is shown); show tracebacks of orchestrator errors",
+    )
     return parser
 
 
@@ -267,7 +282,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
     if args_in and args_in[0] in SUBCOMMANDS:
         return _run_subcommand(args_in[0], args_in[1:])
     out = out or sys.stdout
-    verbose = "--verbose" in (argv if argv is not None else sys.argv[1:])
+    verbose = bool({"--verbose", "-v"} & set(argv if argv is not None else sys.argv[1:]))
     try:
         args = build_parser().parse_args(argv)
         if script is None:
@@ -336,6 +351,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         tolerances=tolerances,
         go_nproc_per_node=args.go_nproc_per_node,
         prewarm=args.prewarm,
+        epoch_coverage=args.epoch_coverage,
         worker_argv=script.worker_argv if script else None,
     )
     live = None
@@ -343,7 +359,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         from orchestrator.report.live import LiveEvents  # rich, only for a terminal
 
         live = LiveEvents(out, run_dir, args.spec.name)
-    events = live or PlainEvents(out, echo_workers=not args.quiet)
+    # Workers' output goes to the run dir's logs; -v streams it, --quiet also hides tracebacks.
+    events = live or PlainEvents(out, echo_workers=args.verbose, show_errors=not args.quiet)
     orchestrator = Orchestrator(options, events, launcher=slurm_launcher(options.workers()))
     previous = _install_signal_handlers(orchestrator)
     try:

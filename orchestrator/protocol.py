@@ -61,6 +61,9 @@ ENV_RUN_ID = "STOP_AND_GO_RUN_ID"
 ENV_WAIT_FOR_KILL_S = "STOP_AND_GO_WAIT_FOR_KILL_S"
 # The label of the phase a worker runs (set by the worker entry from its --phase).
 ENV_PHASE_LABEL = "STOP_AND_GO_PHASE_LABEL"
+# Set on a pre-warmed phase: the file (``RunLayout.go_ahead``) its workers wait for after
+# their imports and before they touch a GPU, a checkpoint or a process group.
+ENV_GO_AHEAD = "STOP_AND_GO_GO_AHEAD"
 
 # How long a reader or writer waits for a protocol file's lock.
 LOCK_TIMEOUT_S = 30.0
@@ -160,6 +163,9 @@ class PhasePlan:
     mode: str
     stop_after_resume: bool = False
     kill_at: str | None = None
+    # With stop_after_resume: stop at the first checkpoint of a later epoch than the resumed
+    # one (the default scenario's coverage of a resume after an epoch boundary).
+    stop_in_later_epoch: bool = False
     kill_during_save: bool = False
     nproc_per_node: int | None = None
     checkpoint_world_size: int | None = None
@@ -201,6 +207,9 @@ class Sentinel:
     stopped_at: int | None = None
     written_at: float = field(default_factory=time.time)
     protocol_version: int = PROTOCOL_VERSION
+    # What the stopping worker knows of the resume point (``ResumePoint`` keys: epoch,
+    # batch_in_epoch, batches_per_epoch, accumulate_grad_batches, ...); None from older writers.
+    resume_point: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +236,11 @@ class WorkerResult:
     wall_s: float | None = None
     tolerances: dict[str, list[float]] = field(default_factory=dict)
     metric_scopes: dict[str, str] = field(default_factory=dict)
+    # time.time() when the worker process was created, when its imports were done and when
+    # it saw its go-ahead (pre-warmed phases only).
+    started_at: float | None = None
+    ready_at: float | None = None
+    go_ahead_at: float | None = None
     protocol_version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -307,6 +321,10 @@ class RunLayout:
 
     def results_dir(self, phase: str) -> Path:
         return self.root / "results" / phase
+
+    def go_ahead(self, label: str) -> Path:
+        """The file a pre-warmed phase's workers wait for (written once the previous phase is dead)."""
+        return self.root / "go_ahead" / f"{label}.json"
 
     def harness_root(self, mode: str) -> Path:
         """The harness ``root_dir``: stopping and resumed phases share one, the reference has its own."""
@@ -391,3 +409,17 @@ def progress_dir(run_dir: str | os.PathLike[str], label: str) -> Path:
 def progress_path(run_dir: str | os.PathLike[str], label: str, rank: int) -> Path:
     """The progress file of one rank of one phase."""
     return progress_dir(run_dir, label) / f"rank{rank}.json"
+
+
+def phase_tag(run_id: str, label: str) -> str:
+    """The ``ENV_RUN_ID`` value of one phase's processes: the run id, a dot, the label.
+
+    Killing a phase matches its tag exactly, so a pre-warmed next phase (another tag) is
+    left alone; the run's last sweep matches the bare run id and so every phase.
+    """
+    return f"{run_id}.{label}"
+
+
+def tag_matches(value: str | None, tag: str) -> bool:
+    """Whether a process's ``ENV_RUN_ID`` value belongs to ``tag`` (a run id or a phase tag)."""
+    return value is not None and (value == tag or value.startswith(tag + "."))

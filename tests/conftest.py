@@ -76,7 +76,9 @@ def live_processes_of_run(run_dir: Path) -> list[int]:
         run_id = json.loads(run_json.read_text())["run_id"]
         for proc in psutil.process_iter():
             try:
-                if proc.environ().get("STOP_AND_GO_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
+                # Each phase's processes carry "<run id>.<label>" (orchestrator.protocol.phase_tag).
+                tag = proc.environ().get("STOP_AND_GO_RUN_ID") or ""
+                if tag.split(".")[0] == run_id and proc.status() != psutil.STATUS_ZOMBIE:
                     alive.append(proc.pid)
             except psutil.Error:
                 continue

@@ -61,6 +61,24 @@ def test_default_run_leaves_logs_and_json_report(default_run: Run) -> None:
     assert copy == default_run.report
 
 
+def test_default_run_prewarmed_go_in_its_own_processes(default_run: Run) -> None:
+    report = default_run.report
+    stop, go = report["phases"][0], report["phases"][1]
+    timings = report["timings"]
+    assert timings["prewarm"] is True and timings["reference"] == "after go"
+    assert go["prewarmed_s"] > 0
+    # Fresh processes of their own torchrun: no pid shared, none among the killed ones.
+    assert not set(stop["pids"]) & set(go["pids"])
+    assert go["agent_pid"] not in stop["kill"]["pids"]
+    # Started before stop's kill was confirmed; released only after it.
+    killed_at = timings["kill_confirmed_at"]
+    assert len(go["results"]) == 2
+    assert all(r["started_at"] < killed_at < r["go_ahead_at"] for r in go["results"])
+    assert 0 < timings["kill_to_go_first_step_s"] < 60
+    assert timings["total_s"] > timings["go_s"] > 0
+    assert "timings: stop" in default_run.stdout
+
+
 def test_default_run_leaves_no_process(default_run: Run) -> None:
     assert_nothing_left(default_run.run_dir)
 

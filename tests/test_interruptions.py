@@ -3,6 +3,7 @@ and an orchestrator that is itself SIGKILLed."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -15,9 +16,15 @@ from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, orche
 
 
 def test_kill_at_a_step_between_checkpoints_with_sigterm(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-at", "5", "--kill-signal", "TERM", "--quiet")
+    run = run_orchestrator(
+        DEFAULT_SPEC, tmp_path / "run", "--kill-at", "5", "--kill-signal", "TERM", "--quiet", "--no-prewarm"
+    )
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     report = run.report
+    # --no-prewarm: every phase started when it was due.
+    assert report["timings"]["prewarm"] is False
+    assert all(p["prewarmed_s"] is None for p in report["phases"])
+    assert report["timings"]["kill_to_go_first_step_s"] > 0
     stop = report["stops"][0]
     # Stopped at step 5; the last complete checkpoint (every 2 steps) is step 4.
     assert stop["trigger"]["stopped_at"] == 5
@@ -36,6 +43,11 @@ def test_three_cycles_at_random_steps_verify_every_resume(tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     report = run.report
     assert [p["name"] for p in report["phases"]] == ["stop", "go1", "go2", "go", "continuous"]
+    # Each resumed phase was pre-warmed during the previous one, in processes of its own.
+    phases = report["phases"]
+    assert all(p["prewarmed_s"] is not None for p in phases[1:])
+    for before, after in itertools.pairwise(phases):
+        assert not set(before["pids"]) & set(after["pids"])
     resumes = report["verdict"]["resumes"]
     assert [r["label"] for r in resumes] == ["go1", "go2", "go"]
     steps = [r["resumed_step"] for r in resumes]

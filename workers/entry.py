@@ -24,6 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
+
 from orchestrator.judge.metric_scopes import validate_scopes
 from orchestrator.protocol import (
     ENV_PHASE_LABEL,
@@ -34,7 +36,8 @@ from orchestrator.protocol import (
     write_json_atomic,
 )
 from orchestrator.run.process_tree import set_parent_death_signal
-from workers.callbacks import ResumeMismatchError
+from workers.callbacks import ResumeMismatchError, StopPlanError
+from workers.prewarm import wait_for_go_ahead
 from workers.spec_loader import SpecError, load_spec_module, pick_harness
 
 
@@ -61,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
         pid=os.getpid(),
         status="running",
+        started_at=_process_started_at(),
+        ready_at=time.time(),
     )
     path = layout.result(args.phase, result.rank)
     write_json_atomic(path, result.to_dict())
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = read_phase_plan(layout, args.phase)
         harness_cls = pick_harness(load_spec_module(args.spec), args.harness)
+        # A pre-warmed phase waits here, everything imported, for the previous one to be dead.
+        result.go_ahead_at = wait_for_go_ahead()
         harness = harness_cls(root_dir=layout.harness_root(plan.mode))
         harness.plan = plan
         result.harness = harness_cls.__name__
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(path, result.to_dict())
         {"stop": harness.stop, "go": harness.go, "continuous": harness.continuous}[plan.mode]()
         result.status = "ok"
-    except SpecError as err:
+    except (SpecError, StopPlanError) as err:
         result.status, result.error = "spec_error", str(err)
         exit_code = 1
     except ResumeMismatchError as err:
@@ -102,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(path, result.to_dict())
     stacks.close()
     return exit_code
+
+
+def _process_started_at() -> float | None:
+    # The process's creation, before its imports: a pre-warmed phase's is before the kill.
+    try:
+        return psutil.Process().create_time()
+    except psutil.Error:
+        return None
 
 
 def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spec: str) -> None:

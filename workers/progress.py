@@ -33,6 +33,8 @@ class ProgressCallback(Callback):
         self.run_dir = os.environ.get(ENV_RUN_DIR)
         self._written_step: int | None = None
         self._last_write = 0.0
+        # When this phase's first optimizer step ended (the report's kill -> go latency).
+        self._first_step_time: float | None = None
 
     def _write(self, trainer: pl.Trainer) -> None:
         step = trainer.global_step
@@ -41,7 +43,13 @@ class ProgressCallback(Callback):
         max_steps = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
         write_json_atomic(
             progress_path(self.run_dir, self.label, trainer.global_rank),
-            {"rank": trainer.global_rank, "step": step, "max_steps": max_steps, "time": time.time()},
+            {
+                "rank": trainer.global_rank,
+                "step": step,
+                "max_steps": max_steps,
+                "time": time.time(),
+                "first_step_time": self._first_step_time,
+            },
         )
         self._written_step = step
         self._last_write = time.monotonic()
@@ -52,7 +60,10 @@ class ProgressCallback(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if time.monotonic() - self._last_write >= self.min_interval_s:
+        if self._first_step_time is None:
+            self._first_step_time = time.time()
+            self._write(trainer)
+        elif time.monotonic() - self._last_write >= self.min_interval_s:
             self._write(trainer)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -9,6 +9,7 @@ from orchestrator.exit_codes import DESCRIPTIONS
 from orchestrator.judge.compare import MetricCheck
 from orchestrator.run.options import RunOptions
 from orchestrator.run.runner import RunOutcome
+from orchestrator.run.timings import timings_line
 
 _MAX_VALUE_WIDTH = 24
 
@@ -34,6 +35,7 @@ def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | N
         "phases": [asdict(p) for p in outcome.phases],
         "verdict": outcome.verdict.to_dict() if outcome.verdict else None,
         "leftover_pids": outcome.leftover_pids,
+        "timings": outcome.timings,
         "orchestrator_peak_rss_mb": peak_rss_mb,
     }
 
@@ -83,6 +85,8 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
             f"sentinel seen after {outcome.detect_latency_s:.3f}s; "
             f"all stop processes dead {outcome.kill_latency_s:.3f}s after the sentinel"
         )
+    if timings := timings_line(outcome.timings):
+        lines.append(timings)
     verdict = outcome.verdict
     if verdict is not None:
         lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]

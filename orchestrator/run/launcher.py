@@ -20,22 +20,32 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import psutil
 
-from orchestrator.protocol import ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
+from orchestrator.protocol import ENV_GO_AHEAD, ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
 from orchestrator.run.events import RunEvents
 from orchestrator.run.process_tree import KillReport, kill_run, set_parent_death_signal
 
 WORKER_ENTRY_MODULE = "workers.entry"
+# The worker part of a phase's torchrun command, after torchrun's own options.
+WorkerArgv = Callable[[str, RunLayout], list[str]]
 _RANK_PREFIX = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:")
 
 
-def torchrun_command(spec: Path, phase: str, layout: RunLayout, nproc_per_node: int, harness: str | None) -> list[str]:
-    """The torchrun command line of one phase."""
+def torchrun_command(
+    spec: Path,
+    phase: str,
+    layout: RunLayout,
+    nproc_per_node: int,
+    harness: str | None,
+    worker_argv: WorkerArgv | None = None,
+) -> list[str]:
+    """The torchrun command line of one phase; ``worker_argv`` replaces ``-m workers.entry ...``."""
     command = [
         sys.executable,
         "-m",
@@ -47,6 +57,10 @@ def torchrun_command(spec: Path, phase: str, layout: RunLayout, nproc_per_node: 
         str(layout.torchrun_log_dir(phase)),
         "--tee",
         "3",
+    ]
+    if worker_argv is not None:  # a wrapped script (orchestrator.wrap)
+        return command + worker_argv(phase, layout)
+    command += [
         "-m",
         WORKER_ENTRY_MODULE,
         "--spec",
@@ -73,10 +87,14 @@ class WorkerGroup:
     harness: str | None
     nproc_per_node: int
     nnodes: int = 1
+    # What torchrun runs instead of the spec worker (``stop-and-go run -- SCRIPT``).
+    worker_argv: WorkerArgv | None = None
 
     def command(self, phase: str, layout: RunLayout, nproc_per_node: int | None = None) -> list[str]:
         """The single-agent torchrun command of ``phase``."""
-        return torchrun_command(self.spec, phase, layout, nproc_per_node or self.nproc_per_node, self.harness)
+        return torchrun_command(
+            self.spec, phase, layout, nproc_per_node or self.nproc_per_node, self.harness, self.worker_argv
+        )
 
 
 class PhaseHandle(Protocol):
@@ -127,6 +145,9 @@ class Launcher(Protocol):
 class LocalTorchrunLauncher:
     """Runs each phase as ``torchrun --standalone`` on this machine."""
 
+    # A phase can start early and wait for its go-ahead file (``workers.prewarm``).
+    supports_prewarm = True
+
     def __init__(self, workers: WorkerGroup) -> None:
         self.workers = workers
 
@@ -138,14 +159,19 @@ class LocalTorchrunLauncher:
         wait_for_kill_s: float,
         events: RunEvents,
         nproc_per_node: int | None = None,
+        go_ahead: Path | None = None,
     ) -> PhaseProcess:
+        """Starts ``phase``; with ``go_ahead`` its workers wait for that file after their imports."""
         command = self.workers.command(phase, layout, nproc_per_node)
-        return PhaseProcess(phase, command, layout, run_id, wait_for_kill_s, events)
+        return PhaseProcess(phase, command, layout, run_id, wait_for_kill_s, events, go_ahead)
 
 
-def worker_env(layout: RunLayout, run_id: str, wait_for_kill_s: float) -> dict[str, str]:
+def worker_env(layout: RunLayout, run_id: str, wait_for_kill_s: float, go_ahead: Path | None = None) -> dict[str, str]:
     """The environment of a phase's processes: ours plus the protocol's variables."""
     env = dict(os.environ)
+    env.pop(ENV_GO_AHEAD, None)
+    if go_ahead is not None:
+        env[ENV_GO_AHEAD] = str(go_ahead)
     env.update(
         {
             ENV_RUN_DIR: str(layout.root),
@@ -170,12 +196,13 @@ class PhaseProcess:
         run_id: str,
         wait_for_kill_s: float,
         events: RunEvents,
+        go_ahead: Path | None = None,
     ) -> None:
         self.phase = phase
         self.command = command
         self.run_id = run_id
         self.pids_seen: set[int] = set()
-        env = worker_env(layout, run_id, wait_for_kill_s)
+        env = worker_env(layout, run_id, wait_for_kill_s, go_ahead)
         layout.logs.mkdir(parents=True, exist_ok=True)
         self.log_path = layout.phase_log(phase)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed by the pump thread

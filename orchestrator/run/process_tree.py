@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import psutil
 
-from orchestrator.protocol import ENV_RUN_ID
+from orchestrator.protocol import ENV_RUN_ID, tag_matches
 
 _PR_SET_PDEATHSIG = 1
 
@@ -46,7 +46,10 @@ def _alive(proc: psutil.Process) -> bool:
 
 
 def processes_of_run(root_pid: int | None, run_id: str | None) -> list[psutil.Process]:
-    """Every live process that belongs to the run: tree, session and environment marker."""
+    """Every live process that belongs to the run: tree, session and environment marker.
+
+    ``run_id`` is a run id (every phase) or a phase tag (``protocol.phase_tag``: one phase).
+    """
     found: dict[int, psutil.Process] = {}
     if root_pid is not None:
         try:
@@ -61,7 +64,7 @@ def processes_of_run(root_pid: int | None, run_id: str | None) -> list[psutil.Pr
             continue
         try:
             in_session = root_pid is not None and os.getsid(proc.pid) == root_pid
-            if in_session or (run_id is not None and proc.environ().get(ENV_RUN_ID) == run_id):
+            if in_session or (run_id is not None and tag_matches(proc.environ().get(ENV_RUN_ID), run_id)):
                 found[proc.pid] = proc
         except (psutil.Error, ProcessLookupError, PermissionError):
             continue

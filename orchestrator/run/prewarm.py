@@ -1,0 +1,58 @@
+"""The orchestrator's side of a pre-warmed phase (issue 15; the workers' side: ``workers.prewarm``).
+
+The next phase's torchrun starts while the current phase runs, its workers import
+everything and wait for ``RunLayout.go_ahead(label)``. The runner writes that file only
+when the phase is due: after the previous phase's tree is confirmed dead (and its GPU
+memory released). The pre-warmed processes carry their own phase tag
+(``protocol.phase_tag``) and session, so killing the current phase leaves them alone.
+
+Only the local single-agent launcher pre-warms; the multi-node and Slurm launchers start
+each phase when it is due (their agents rendezvous across nodes or wait for an
+allocation, so an early start would hold resources the running phase needs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from typing import Any
+
+from orchestrator.protocol import RunLayout, read_results, write_json_atomic
+from orchestrator.run.launcher import Launcher, PhaseHandle
+
+
+def can_prewarm(launcher: Launcher, wanted: bool) -> bool:
+    """Whether phases of this run start early: asked for, and the launcher supports it."""
+    return wanted and bool(getattr(launcher, "supports_prewarm", False))
+
+
+def give_go_ahead(layout: RunLayout, label: str) -> float:
+    """Lets the pre-warmed workers of ``label`` start training; returns the time written."""
+    now = time.time()
+    write_json_atomic(layout.go_ahead(label), {"label": label, "time": now})
+    return now
+
+
+def next_labels(labels: list[str]) -> dict[str, str]:
+    """Which phase warms while which runs: each label's successor in ``labels``."""
+    return dict(itertools.pairwise(labels))
+
+
+def kill_unreleased(warm: dict[str, tuple[PhaseHandle, Any]], layout: RunLayout) -> list[Any]:
+    """Kills every pre-warmed phase that never got its go-ahead (the run ended first).
+
+    ``warm`` maps labels to (handle, ``PhaseRecord``); it is emptied, and the records,
+    filled in with the kill, are returned for the report.
+    """
+    records = []
+    for proc, record in warm.values():
+        record.kill = proc.kill(signal.SIGKILL, 5.0).to_dict()
+        record.exit_code = proc.reap()
+        record.wall_s = time.monotonic() - proc.started
+        record.outcome = "killed before its go-ahead"
+        proc.pids_seen.update(r.pid for r in read_results(layout, proc.phase).values())
+        record.pids = sorted(proc.pids_seen)
+        records.append(record)
+    warm.clear()
+    return records
