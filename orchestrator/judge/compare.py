@@ -11,8 +11,10 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from orchestrator.judge.trajectory import cadence_differences, without_shifted
 
 # Deterministic CPU runs reproduce floats bit for bit; the tolerance only absorbs
 # float formatting and summation order in reductions that specs may log.
@@ -108,10 +110,12 @@ class TrajectoryComparison:
     steps: list[int]
     divergences: list[MetricCheck]  # the first divergent step of each (rank, metric)
     missing_steps: dict[int, list[int]]  # rank -> reference steps the candidate lacks
+    # What the candidate recorded where the reference did not (``orchestrator.judge.trajectory``).
+    cadence: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.divergences and not any(self.missing_steps.values())
+        return not self.divergences and not any(self.missing_steps.values()) and not self.cadence
 
     def first_divergence(self) -> MetricCheck | None:
         if not self.divergences:
@@ -125,6 +129,7 @@ class TrajectoryComparison:
             "steps": self.steps,
             "divergences": [d.to_dict() for d in self.divergences],
             "missing_steps": {str(k): v for k, v in self.missing_steps.items()},
+            "cadence": self.cadence,
         }
 
 
@@ -138,6 +143,7 @@ def compare_trajectories(
     steps: Sequence[int] | None = None,
     tolerances: Tolerances | None = None,
     only_recorded: bool = False,
+    after: int | None = None,
 ) -> TrajectoryComparison:
     """Compares per-rank trajectories (lists of ``{"step", "metrics"}``) step by step.
 
@@ -145,9 +151,13 @@ def compare_trajectories(
     recorded). A step the reference has and the candidate lacks is reported as missing,
     unless ``only_recorded``: then each rank is compared on the steps it recorded (a
     killed phase's ranks may have flushed different amounts before the kill).
+    Both directions: steps the candidate recorded after ``after`` (or, with
+    ``only_recorded``, at all) that the reference lacks, and metrics recorded at other
+    steps than the reference's, are ``cadence`` differences.
     """
     divergences: list[MetricCheck] = []
     missing: dict[int, list[int]] = {}
+    cadence: list[dict[str, Any]] = []
     compared = 0
     all_steps: set[int] = set()
     for rank in sorted(reference):
@@ -167,4 +177,7 @@ def compare_trajectories(
                 if not check.ok and check.metric not in first_bad:
                     first_bad[check.metric] = check
         divergences.extend(first_bad.values())
-    return TrajectoryComparison(compared, sorted(all_steps), divergences, missing)
+        extra = [s for s in cand if s not in ref and (only_recorded or (after is not None and s > after))]
+        cadence.extend(cadence_differences(rank, ref, cand, wanted, extra))
+    divergences = without_shifted(divergences, cadence)
+    return TrajectoryComparison(compared, sorted(all_steps), divergences, missing, cadence)

@@ -22,6 +22,7 @@ from orchestrator.judge.compare import MetricCheck, Tolerances, TrajectoryCompar
 from orchestrator.judge.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
 from orchestrator.judge.metric_scopes import global_trajectory, not_compared, world_size_tolerances
 from orchestrator.judge.state_compare import rejudge_state_digests
+from orchestrator.judge.trajectory import describe as describe_cadence
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, MetadataLayout, read_json
 
 
@@ -110,6 +111,10 @@ class Verdict:
             for rank, steps in comparison.missing_steps.items():
                 if steps:
                     found.append({"metric": "global_step", "rank": rank, "step": min(steps), "where": label})
+            found += [
+                {"metric": d["metric"], "rank": d["rank"], "step": d["step"], "where": label, "kind": d["kind"]}
+                for d in comparison.cadence
+            ]
         if self.ledger is not None:
             found += [
                 {"metric": LEDGER_METRIC, "rank": p.rank, "step": p.step, "where": "ledger", "kind": p.kind}
@@ -217,7 +222,9 @@ def judge(
         if label == resumed_labels[-1] and start is not None:
             # The final phase must cover every reference step after its resume point.
             steps = sorted({int(e["step"]) for entries in reference.values() for e in entries if e["step"] > start})
-            comparison = compare_trajectories(phase_reference, candidate, steps=steps, tolerances=phase_tolerances)
+            comparison = compare_trajectories(
+                phase_reference, candidate, steps=steps, tolerances=phase_tolerances, after=start
+            )
         else:
             # A killed phase is judged on what each of its ranks recorded before the kill.
             comparison = compare_trajectories(
@@ -239,6 +246,7 @@ def judge(
                 f"global_step ({label}, rank {rank}): {label} never recorded steps {absent} of the reference"
             )
         before_any_resume = bool(stopping_labels) and label == stopping_labels[0]
+        verdict.failures.extend(f"after resume ({label}): " + describe_cadence(d, label) for d in comparison.cadence)
         for check in sorted(comparison.divergences, key=lambda c: (c.step or 0, c.rank, c.metric)):
             if before_any_resume:
                 verdict.nondeterministic = {
