@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.exit_codes import ExitCode
 from orchestrator.judge.compare import MetricCheck, Tolerances, TrajectoryComparison, compare_trajectories
+from orchestrator.judge.diagnosis import diagnose
 from orchestrator.judge.ledger import LEDGER_METRIC, LedgerCheck, judge_ledger
 from orchestrator.judge.metric_scopes import global_trajectory, not_compared, world_size_tolerances
 from orchestrator.judge.state_compare import rejudge_state_digests
@@ -64,7 +65,8 @@ class Verdict:
             return ExitCode.VERIFIED, "resume verified"
         if self.nondeterministic is not None:
             return ExitCode.SPEC_NONDETERMINISTIC, self.failures[0]
-        return ExitCode.MISMATCH, "resume mismatch: " + self.failures[0]
+        root = diagnose(self)
+        return ExitCode.MISMATCH, "resume mismatch: " + (root[0]["detail"] if root else self.failures[0])
 
     @property
     def go_vs_reference(self) -> TrajectoryComparison | None:

@@ -1,0 +1,186 @@
+"""Zero-code mode: ``python -m orchestrator run -- SCRIPT`` on unmodified user-style scripts.
+
+The scripts under ``tests/scripts/`` know nothing of stop-and-go; the project's
+``lightning.pytorch.callbacks_factory`` entry point instruments their Trainers. One run
+serves several assertions (module-scoped fixtures); steps are few.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, Run, assert_nothing_left
+
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+PLAIN = SCRIPTS / "plain_train.py"
+NEMO_PYTHON = Path(os.environ.get("STOP_AND_GO_NEMO_VENV", REPO / ".venv-nemo")) / "bin" / "python"
+
+
+def run_script(run_dir: Path, *argv: str, timeout: float = 300) -> Run:
+    """``python -m orchestrator run --run-dir RUN_DIR ARGV`` to completion."""
+    command = [sys.executable, "-m", "orchestrator", "run", "--run-dir", str(run_dir), "--quiet", *argv]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
+
+
+def first_trajectory_entry(metadata_dir: Path, phase: str) -> dict:
+    return json.loads((metadata_dir / "trajectory" / phase / "rank0.json").read_text())["entries"][0]
+
+
+@pytest.fixture(scope="module")
+def stateful_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    # Resumes by itself from checkpoints/last.ckpt: no --go-args.
+    run_dir = tmp_path_factory.mktemp("wrap") / "stateful"
+    return run_script(run_dir, "--nproc-per-node", "1", "--", str(PLAIN), "--max-steps", "8", "--every", "3")
+
+
+def test_stateful_loader_script_verifies(stateful_run: Run) -> None:
+    assert stateful_run.returncode == 0, stateful_run.stderr + stateful_run.stdout[-3000:]
+    report = stateful_run.report
+    assert report["sentinel"]["step"] == 3
+    assert [p["name"] for p in report["phases"]] == ["stop", "go", "continuous"]
+    checked = {c["metric"] for c in report["verdict"]["resume_checks"]}
+    assert {"weights_digest", "optimizer_state_digest", "lr_scheduler_state", "epoch", "learning_rates"} <= checked
+    assert report["verdict"]["go_vs_reference"]["steps"] == list(range(4, 9))
+    assert_nothing_left(stateful_run.run_dir)
+
+
+def test_phases_run_in_their_own_directories(stateful_run: Run) -> None:
+    run_dir = stateful_run.run_dir
+    checkpoint = Path(stateful_run.report["sentinel"]["checkpoint_path"])
+    assert checkpoint.parent == run_dir / "harness" / "workdir" / "checkpoints"
+    # The reference trained from scratch in its own directory: it never saw stop's files.
+    reference = run_dir / "reference" / "workdir" / "checkpoints"
+    assert sorted(p.name for p in reference.glob("*.ckpt"))[-1] == "last.ckpt"
+    assert first_trajectory_entry(run_dir / "reference" / "stop_and_go", "continuous")["step"] == 1
+
+
+def test_every_logged_metric_and_batch_is_recorded(stateful_run: Run) -> None:
+    metrics = first_trajectory_entry(stateful_run.run_dir / "harness" / "stop_and_go", "stop")["metrics"]
+    assert "logged/train/mse" in metrics
+    assert metrics["train_loss"] == pytest.approx(metrics["logged/train/mse"])
+    assert {"epoch", "learning_rate", "weights_digest", "batch_hash"} <= set(metrics)
+    assert not any(name.startswith("rng_") for name in metrics)  # Lightning saves no RNG: --check-rng
+
+
+def test_stateful_loader_script_verifies_on_two_ranks(tmp_path: Path) -> None:
+    run = run_script(tmp_path / "run", "--nproc-per-node", "2", "--", str(PLAIN), "--max-steps", "6", "--every", "3")
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    assert {c["rank"] for c in run.report["verdict"]["resume_checks"]} == {0, 1}
+    assert_nothing_left(run.run_dir)
+
+
+def test_plain_shuffled_dataloader_is_a_data_mismatch(tmp_path: Path) -> None:
+    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--loader", "plain")
+    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
+    first = run.report["verdict"]["failures"][0]
+    assert "batch" in first or "sample" in first, first
+    assert_nothing_left(run.run_dir)
+
+
+def test_scheduler_left_out_of_the_checkpoint_is_named(tmp_path: Path) -> None:
+    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(SCRIPTS / "sched_bug.py"))
+    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
+    first = run.report["verdict"]["failures"][0]
+    assert "learning_rate" in first, first
+    assert_nothing_left(run.run_dir)
+
+
+def test_script_without_step_checkpoints_fails_fast(tmp_path: Path) -> None:
+    # One checkpoint per epoch, and training ends (step 8) inside the first epoch (32 batches).
+    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--every", "0")
+    assert run.returncode == 10, run.stderr + run.stdout[-3000:]
+    assert "every_n_epochs=1" in run.stderr
+    assert "--checkpoint-every K" in run.stderr
+    assert [p["name"] for p in run.report["phases"]] == ["stop"] or run.report["phases"][0]["name"] == "stop"
+    assert_nothing_left(run.run_dir)
+
+
+def test_lightning_cli_script_resumes_with_go_args(tmp_path: Path) -> None:
+    run = run_script(
+        tmp_path / "run",
+        "--nproc-per-node",
+        "1",
+        "--go-args",
+        "--ckpt_path {checkpoint}",
+        "--",
+        str(SCRIPTS / "cli_boring.py"),
+        "fit",
+        "--seed_everything=1",
+        "--trainer.max_steps=6",
+        "--trainer.limit_train_batches=3",
+        "--trainer.limit_val_batches=0",
+        "--trainer.logger=false",
+        "--trainer.enable_progress_bar=false",
+    )
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    go = next(p for p in run.report["phases"] if p["name"] == "go")
+    assert "--ckpt_path" in go["command"]
+    assert run.report["sentinel"]["step"] == 3
+    assert_nothing_left(run.run_dir)
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    for argv, needle in (
+        ([], "needs the script after --"),
+        (["--", str(tmp_path / "missing.py")], "script not found"),
+        (["--kill-during-save", "--", str(PLAIN)], "does not apply"),
+        (["--", str(PLAIN), "--resume", "{checkpoint}"], "belongs in --go-args"),
+    ):
+        run = run_script(tmp_path / "run", *argv, timeout=60)
+        assert run.returncode == 2, (argv, run.stderr)
+        assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+FACTORY_CHECK = """
+import json, os, sys
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ModelCheckpoint
+trainer_cls = pl.Trainer
+if sys.argv[1] == "nemo":
+    from nemo import lightning as nl
+    trainer_cls = nl.Trainer
+names = lambda t: sorted(type(c).__name__ for c in t.callbacks)
+plain = trainer_cls(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+os.environ["STOP_AND_GO_WRAP"] = json.dumps(
+    {"label": "stop", "mode": "stop", "metadata_dir": sys.argv[2], "ckpt_dir": sys.argv[2], "checkpoint_every": 3}
+)
+wrapped = trainer_cls(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+every = [c._every_n_train_steps for c in wrapped.callbacks if isinstance(c, ModelCheckpoint)]
+print(json.dumps({"plain": names(plain), "wrapped": names(wrapped), "every": every}))
+"""
+
+
+def _factory_check(python: Path | str, trainer: str, tmp_path: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STOP_AND_GO_")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [str(python), "-c", FACTORY_CHECK, trainer, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_entry_point_adds_callbacks_only_when_asked(tmp_path: Path) -> None:
+    found = _factory_check(sys.executable, "lightning", tmp_path)
+    assert "WrapStopCallback" not in found["plain"]
+    assert {"WrapStopCallback", "WrapTrajectoryCallback", "MetadataSaveCallback"} <= set(found["wrapped"])
+    assert found["every"] == [3]  # --checkpoint-every 3, despite enable_checkpointing=False
+
+
+@pytest.mark.skipif(not NEMO_PYTHON.exists(), reason=f"no NeMo venv at {NEMO_PYTHON.parent.parent}")
+def test_entry_point_loads_into_nemo_trainer(tmp_path: Path) -> None:
+    found = _factory_check(NEMO_PYTHON, "nemo", tmp_path)
+    assert "WrapStopCallback" not in found["plain"]
+    assert "WrapStopCallback" in found["wrapped"]

@@ -1,0 +1,168 @@
+"""The instrumentation a wrapped script's Trainer gets: the harness's callbacks, adapted.
+
+A spec's harness decides when to validate and checkpoint; a user's script decides for
+itself. So here the stop follows the script's own ``ModelCheckpoint`` cadence (the first
+checkpoint saved after the phase started, once its save has returned), a script that
+checkpoints too rarely fails fast with what its checkpointing is, and go refuses to
+run a fresh training that did not resume.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from workers.callbacks import MetricsTrajectoryCallback, RaiseAfterMetadataCallback
+from workers.checkpoints import last_saved_step
+from workers.metrics import to_jsonable
+
+# How a script's checkpointing can be changed from the command line (the fix offered).
+_FIX = "rerun with --checkpoint-every K (adds a ModelCheckpoint(every_n_train_steps=K)), or checkpoint more often"
+
+
+class NoCheckpointError(Exception):
+    """The stop phase reached no checkpoint it could stop at: the script checkpoints too rarely."""
+
+
+class NotResumedError(Exception):
+    """The go phase started training from scratch instead of from the stop's checkpoint."""
+
+
+def describe_checkpointing(trainer: pl.Trainer) -> str:
+    """The script's checkpointing in one line, e.g. ``ModelCheckpoint(every_n_epochs=1)``."""
+    parts = []
+    for cb in trainer.checkpoint_callbacks:
+        if not isinstance(cb, ModelCheckpoint):
+            parts.append(type(cb).__name__)
+            continue
+        # Lightning keeps the cadence in private fields; its repr shows none of it.
+        fields = {
+            "every_n_train_steps": cb._every_n_train_steps,
+            "every_n_epochs": cb._every_n_epochs,
+            "train_time_interval": cb._train_time_interval,
+            "save_last": cb.save_last,
+            "dirpath": cb.dirpath,
+        }
+        parts.append("ModelCheckpoint(" + ", ".join(f"{k}={v!r}" for k, v in fields.items() if v) + ")")
+    return ", ".join(parts) or "none (enable_checkpointing=False or no ModelCheckpoint)"
+
+
+def _first_possible_save(trainer: pl.Trainer) -> int | None:
+    """The earliest step the script's checkpointing can save at, when it can be told up front.
+
+    Only epoch-wise checkpointing without mid-epoch validation is predictable (the first
+    save ends the first epoch); with a step or time cadence, or a validation that can
+    save mid-epoch, this returns None and the stop simply waits for a save.
+    """
+    batches = trainer.num_training_batches
+    if not isinstance(batches, int) or batches <= 0:  # inf: an iterable without a length
+        return None
+    per_epoch = max(1, batches // max(1, trainer.accumulate_grad_batches))
+    if trainer.enable_validation and trainer.val_check_batch < batches:
+        return None
+    steps = []
+    for cb in trainer.checkpoint_callbacks:
+        if not isinstance(cb, ModelCheckpoint) or cb._every_n_train_steps or cb._train_time_interval:
+            return None
+        steps.append(per_epoch * max(1, cb._every_n_epochs or 1))
+    return trainer.global_step + min(steps) if steps else None
+
+
+class WrapStopCallback(RaiseAfterMetadataCallback):
+    """Stops at the first checkpoint the script saves after the phase started.
+
+    The check runs at the next batch start, after the ``ModelCheckpoint`` hook that saved
+    (and its barrier) has returned, so the sentinel never names a half-written file.
+    With ``kill_at`` the stop step is fixed as in spec mode.
+    """
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.checkpoint_callbacks:
+            raise NoCheckpointError(
+                f"{self.label}: the script's Trainer saves no checkpoints "
+                f"(checkpointing: {describe_checkpointing(trainer)}); {_FIX}"
+            )
+        super().on_train_start(trainer, pl_module)
+        first = _first_possible_save(trainer)
+        if self.kill_step is None and first is not None and 0 < trainer.max_steps <= first:
+            raise NoCheckpointError(
+                f"{self.label}: the script's first checkpoint would come at step {first}, but training ends at "
+                f"step {trainer.max_steps} (checkpointing: {describe_checkpointing(trainer)}); {_FIX}"
+            )
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.kill_step is not None:
+            super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            return
+        step = last_saved_step(trainer)
+        if step is not None and step == trainer.global_step and step > self.start_step:
+            self._stop(trainer)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        pass  # the script's checkpoint, not a validation, marks the stop point
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        saved = last_saved_step(trainer)
+        when = f"its only checkpoint came at the end (step {saved})" if saved else "it saved no checkpoint"
+        raise NoCheckpointError(
+            f"{self.label}: training ended at step {trainer.global_step} and {when}, so there is no checkpoint "
+            f"to stop at and resume from (checkpointing: {describe_checkpointing(trainer)}); {_FIX}"
+        )
+
+
+class ResumeGuardCallback(Callback):
+    """Fails go at once when the script's ``fit`` was not given a checkpoint to resume from."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.ckpt_path:
+            raise NotResumedError(
+                f"{self.label}: the script started training from scratch (fit got no ckpt_path); make it resume: "
+                "--go-args '--ckpt_path {checkpoint}' (or the script's own flag), or ckpt_path='last'"
+            )
+
+
+class WrapTrajectoryCallback(MetricsTrajectoryCallback):
+    """The harness's per-step trajectory plus every metric the step logged (``logged/NAME``).
+
+    A logged metric counts for a step only when this step produced a new value for it:
+    epoch-level values (a validation's, say) linger in ``callback_metrics`` in a
+    continuous run but not in a resumed one, and would differ for no fault of the resume.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._before: dict[str, int] = {}
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._before = {k: id(v) for k, v in trainer.callback_metrics.items()}
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        count = len(self.entries)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if len(self.entries) == count:
+            return  # a gradient-accumulation micro-batch
+        metrics = self.entries[-1]["metrics"]
+        for name, value in trainer.callback_metrics.items():
+            if self._before.get(name) != id(value):
+                metrics[f"logged/{name}"] = to_jsonable(value)
+
+
+class FinalStepCallback(Callback):
+    """Remembers the global step at the end of training, for the worker's result file."""
+
+    final_step: int | None = None
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        FinalStepCallback.final_step = trainer.global_step

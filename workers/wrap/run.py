@@ -1,0 +1,122 @@
+"""What torchrun runs for a wrapped phase: the user's script, in this process, as one rank.
+
+    python -m torch.distributed.run ... -m workers.wrap.run --phase LABEL --run-dir DIR \\
+        --cwd PHASE_DIR --metadata-dir DIR [--checkpoint-every K] [--check-rng] -- SCRIPT ARGS...
+
+It writes this rank's result file at start and end as ``workers.entry`` does, sets the
+environment the callbacks factory reads, changes to the phase's working directory and
+runs SCRIPT as ``__main__`` with ARGS as its ``sys.argv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, WorkerResult, read_phase_plan, write_json_atomic
+from orchestrator.run.process_tree import set_parent_death_signal
+from orchestrator.wrap.command import CHECKPOINT, last_stop_checkpoint
+from workers.callbacks import ResumeMismatchError, StopAndGoException
+from workers.prewarm import wait_for_go_ahead
+from workers.wrap.callbacks import FinalStepCallback, NoCheckpointError
+from workers.wrap.config import ENV_WRAP, WrapConfig
+
+# The result status of a stop that found no checkpoint to stop at (its own exit code).
+STATUS_NO_CHECKPOINT = "no_checkpoint"
+
+
+def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv:
+        raise SystemExit("workers.wrap.run: expected -- SCRIPT [ARGS...]")
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(prog="workers.wrap.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--phase", required=True)
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--cwd", required=True)
+    parser.add_argument("--metadata-dir", required=True)
+    parser.add_argument("--ckpt-dir", required=True)
+    parser.add_argument("--checkpoint-every", type=int, default=None)
+    parser.add_argument("--check-rng", action="store_true")
+    return parser.parse_args(argv[:split]), argv[split + 1 :]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the script as one rank of one phase; returns 0 on success, 1 on any failure."""
+    args, script_argv = _parse_args(sys.argv[1:] if argv is None else argv)
+    set_parent_death_signal()
+    if os.getppid() == 1:  # the agent died before the death signal was armed
+        return 1
+    layout = RunLayout(args.run_dir)
+    plan = read_phase_plan(layout, args.phase)
+    result = WorkerResult(
+        phase=args.phase,
+        rank=int(os.environ.get("RANK", "0")),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        pid=os.getpid(),
+        status="running",
+        harness=f"script {Path(script_argv[0]).name}",
+        metadata_dir=str(Path(args.metadata_dir).resolve()),
+    )
+    path = layout.result(args.phase, result.rank)
+    write_json_atomic(path, result.to_dict())
+    config = WrapConfig(
+        label=args.phase,
+        mode=plan.mode,
+        metadata_dir=result.metadata_dir or args.metadata_dir,
+        ckpt_dir=args.ckpt_dir,
+        checkpoint_every=args.checkpoint_every,
+        check_rng=args.check_rng,
+        stop_after_resume=plan.stop_after_resume,
+        kill_at=plan.kill_at,
+    )
+    os.environ[ENV_WRAP] = config.to_env()
+    os.environ[ENV_PHASE_LABEL] = args.phase
+    started = time.monotonic()
+    exit_code = 0
+    try:
+        import lightning.pytorch  # noqa: F401 - the slow import, done before a pre-warmed wait
+
+        wait_for_go_ahead()
+        if plan.mode == PHASE_GO and any(CHECKPOINT in a for a in script_argv):
+            checkpoint = last_stop_checkpoint(layout)
+            script_argv = [a.replace(CHECKPOINT, checkpoint) for a in script_argv]
+        Path(args.cwd).mkdir(parents=True, exist_ok=True)
+        os.chdir(args.cwd)
+        sys.argv = list(script_argv)
+        sys.path.insert(0, str(Path(script_argv[0]).resolve().parent))
+        try:
+            runpy.run_path(script_argv[0], run_name="__main__")
+        except SystemExit as err:
+            if err.code not in (None, 0):
+                raise RuntimeError(f"the script exited with {err.code}") from err
+        result.status = "ok"
+    except StopAndGoException as err:
+        # The stop's own end (not killed in time) or a missing resume checkpoint.
+        result.status = "ok" if plan.stops and "not killed" in str(err) else "error"
+        result.error = None if result.status == "ok" else str(err)
+        exit_code = 0 if result.status == "ok" else 1
+    except NoCheckpointError as err:
+        result.status, result.error = STATUS_NO_CHECKPOINT, str(err)
+        exit_code = 1
+    except ResumeMismatchError as err:
+        result.status, result.error = "mismatch", str(err)
+        exit_code = 1
+    except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
+        result.status = "error"
+        result.error = f"{type(err).__name__}: {err}".splitlines()[0]
+        result.traceback = traceback.format_exc()
+        traceback.print_exc()
+        exit_code = 1
+    result.wall_s = time.monotonic() - started
+    result.final_step = FinalStepCallback.final_step
+    write_json_atomic(path, result.to_dict())
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
