@@ -5,7 +5,9 @@ catalog (``harness_specs/mutants/*.py``), each a full orchestrator run in its ow
 subprocess: stop, kill, go, continuous reference, verdict. A mutant declares the metric
 that must catch it (``CAUGHT_BY = "..."``) and its bug class (``BUG_CLASS = "..."``). It
 counts as caught only if the run exits 1 (resume mismatch) and its verdict names that
-metric; the line printed for it gives the metric, rank and first divergent step.
+metric; a mutant that declares ``EXPECTED_CAUSE = "<cause id>"`` must also get that cause
+as its first diagnosis (``orchestrator.judge.causes``). The line printed for it gives the
+metric, rank, first divergent step and the diagnosed cause.
 
 Prints ``caught X/Y``; exits 0 when every mutant is caught and the control verifies,
 1 otherwise, 2 on bad usage.
@@ -24,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from orchestrator.run.reference import SharedReferenceError, reference_key, shared_reference
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MUTANTS_DIR = REPO / "harness_specs" / "mutants"
@@ -46,10 +50,26 @@ class Mutant:
     # CAUGHT_AT = "resume": caught by the resume-point check alone, so the run skips the
     # continuous reference and the finding must be one of that check's.
     caught_at: str | None = None
+    # SHARES_REFERENCE = "<spec path, relative to the mutant>": the spec whose continuous run
+    # is provably this mutant's (the bug only acts on a resume), so its reference is reused.
+    shares_reference: Path | None = None
+    # EXPECTED_CAUSE = "<cause id>" (orchestrator.judge.causes): what the run's first
+    # diagnosis must name; checked when declared.
+    expected_cause: str | None = None
 
-    def extra_args(self) -> list[str]:
-        """Orchestrator arguments this mutant's run adds to the self-test's."""
-        return ["--no-reference"] if self.caught_at == "resume" else []
+    def extra_args(self, references: dict[str, Path] | None = None, nproc: int = 2) -> list[str]:
+        """Orchestrator arguments this mutant's run adds to the self-test's.
+
+        ``references`` maps ``reference_key`` digests to finished runs whose continuous
+        reference can be reused (``--reference-from``).
+        """
+        if self.caught_at == "resume":
+            return ["--no-reference"]
+        if self.shares_reference is not None and references:
+            shared = references.get(reference_key(self.shares_reference, None, nproc))
+            if shared is not None:
+                return ["--reference-from", str(shared)]
+        return []
 
 
 @dataclass
@@ -102,7 +122,13 @@ def read_mutant(path: Path) -> Mutant:
     caught_at = _module_constant(tree, "CAUGHT_AT")
     if caught_at not in (None, "resume"):
         raise SelfTestUsageError(f"mutant {path}: CAUGHT_AT must be 'resume' or left out, not {caught_at!r}")
-    return Mutant(path.stem, path, caught_by, _module_constant(tree, "BUG_CLASS") or "", caught_at)
+    shares = _module_constant(tree, "SHARES_REFERENCE")
+    base = (path.parent / shares).resolve() if shares else None
+    if base is not None and not base.is_file():
+        raise SelfTestUsageError(f"mutant {path}: SHARES_REFERENCE {shares!r} is not a file")
+    expected_cause = _module_constant(tree, "EXPECTED_CAUSE")
+    bug_class = _module_constant(tree, "BUG_CLASS") or ""
+    return Mutant(path.stem, path, caught_by, bug_class, caught_at, base, expected_cause=expected_cause)
 
 
 def discover(mutants_dir: Path, only: list[str] | None = None) -> list[Mutant]:
@@ -146,7 +172,13 @@ def judge_mutant(mutant: Mutant, code: int, report: dict[str, Any] | None) -> tu
     ]
     failures = verdict.get("failures") or []
     first_failure = failures[0] if failures else (report or {}).get("message", "no report")
-    return code == EXIT_MISMATCH and bool(mine), (mine[0] if mine else None), first_failure
+    diagnosis = (report or {}).get("diagnosis") or [{}]
+    cause = diagnosis[0].get("cause_id")
+    if mutant.expected_cause is not None and cause != mutant.expected_cause:
+        first_failure = f"first diagnosis names cause {cause!r}, not {mutant.expected_cause!r}: {first_failure}"
+        return False, None, first_failure
+    finding = {**mine[0], "cause_id": cause} if mine else None
+    return code == EXIT_MISMATCH and bool(mine), finding, first_failure
 
 
 def run_self_test(
@@ -165,16 +197,19 @@ def run_self_test(
     the catalog's order.
     """
     control_ok: bool | None = None
+    references: dict[str, Path] = {}
     if control is not None:
         code, report, wall = run_spec(control, run_root / "control", extra, timeout_s)
         control_ok = code == 0
+        references = _remember_reference(control, run_root / "control", extra, run_root)
         state = "verified" if control_ok else f"FAILED (exit {code}): {(report or {}).get('message', 'no report')}"
         out.write(f"control  {control.name}: {state} ({wall:.0f}s)\n")
         out.flush()
 
     def run_one(mutant: Mutant) -> MutantResult:
         run_dir = run_root / mutant.name
-        code, report, wall = run_spec(mutant.path, run_dir, [*extra, *mutant.extra_args()], timeout_s)
+        mine = mutant.extra_args(references, _nproc(extra))
+        code, report, wall = run_spec(mutant.path, run_dir, [*extra, *mine], timeout_s)
         caught, finding, first_failure = judge_mutant(mutant, code, report)
         named = sorted({f["metric"] for f in ((report or {}).get("verdict") or {}).get("findings") or []})
         return MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)
@@ -202,6 +237,29 @@ def run_self_test(
     return (0 if ok else 1), results, control_ok
 
 
+def _nproc(extra: list[str]) -> int:
+    return int(extra[extra.index("--nproc-per-node") + 1]) if "--nproc-per-node" in extra else 2
+
+
+def _remember_reference(spec: Path, run_dir: Path, extra: list[str], run_root: Path) -> dict[str, Path]:
+    """Caches ``run_dir``'s finished continuous reference under its ``reference_key`` digest.
+
+    The cache (``run_root/references/<key>.json``) maps what determines a reference (spec
+    bytes, harness, ranks, the orchestrator's and workers' code) to the run holding it;
+    a reference that did not finish is not cached, so its sharers run their own.
+    """
+    nproc = _nproc(extra)
+    try:
+        shared_reference(run_dir, nproc)
+    except SharedReferenceError:
+        return {}
+    key = reference_key(spec, None, nproc)
+    entry = run_root / "references" / f"{key}.json"
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_text(json.dumps({"key": key, "spec": str(spec), "run_dir": str(run_dir)}))
+    return {key: run_dir}
+
+
 def as_completed_results(
     pool: ThreadPoolExecutor, fn: Callable[[Mutant], MutantResult], mutants: list[Mutant]
 ) -> Iterator[MutantResult]:
@@ -218,8 +276,8 @@ def _line(result: MutantResult) -> str:
         step = f.get("step")
         where = f.get("where")
         return (
-            f"caught   {m.name}: {m.caught_by} on rank {f.get('rank')}, first divergent step {step} ({where}) "
-            f"[{m.bug_class}] ({result.wall_s:.0f}s)"
+            f"caught   {m.name}: {m.caught_by} on rank {f.get('rank')}, first divergent step {step} ({where}), "
+            f"cause {f.get('cause_id')} [{m.bug_class}] ({result.wall_s:.0f}s)"
         )
     named = ", ".join(result.metrics_named) or "nothing"
     return (
