@@ -25,6 +25,7 @@ from orchestrator.report.files import output_path_problem, write_report_files
 from orchestrator.report.summary import human_summary, report_dict
 from orchestrator.run.events import PlainEvents
 from orchestrator.run.options import RunOptions, write_run_json
+from orchestrator.run.reference import SharedReferenceError, shared_reference
 from orchestrator.run.runner import Interrupted, Orchestrator
 from orchestrator.slurm.launchers import slurm_launcher
 from orchestrator.slurm.steps import slurm_launch_requested
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="reference",
         action="store_false",
         help="skip the continuous reference run (checks only the resume point)",
+    )
+    scenario.add_argument(
+        "--reference-from",
+        type=Path,
+        metavar="DIR",
+        help="reuse the finished continuous reference of the run in DIR (same code and ranks; the caller "
+        "vouches that its spec's continuous run is this one's, as self-test does for SHARES_REFERENCE)",
     )
     scenario.add_argument(
         "--no-prewarm",
@@ -272,6 +280,16 @@ def _calibrate(args: argparse.Namespace, run_dir: Path, out: TextIO, lock: FileL
         lock.release()
 
 
+def check_shared_reference(args: argparse.Namespace) -> None:
+    """Refuses a ``--reference-from`` that cannot serve (other code or ranks, unfinished, --no-reference)."""
+    if not args.reference:
+        raise UsageError("--reference-from and --no-reference contradict each other")
+    try:
+        shared_reference(args.reference_from.resolve(), args.nproc_per_node * args.nnodes)
+    except SharedReferenceError as err:
+        raise UsageError(str(err)) from err
+
+
 def main(argv: list[str] | None = None, out: TextIO | None = None, script: ScriptCommand | None = None) -> int:
     """Runs the orchestrator; returns its exit code (see ``ExitCode``).
 
@@ -292,6 +310,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
             raise UsageError("--nproc-per-node must be at least 1")
         if args.nnodes < 1:
             raise UsageError("--nnodes must be at least 1")
+        if args.reference_from is not None:
+            check_shared_reference(args)
         if args.go_nproc_per_node is not None:
             if args.go_nproc_per_node < 1:
                 raise UsageError("--go-nproc-per-node must be at least 1")
@@ -351,6 +371,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         tolerances=tolerances,
         go_nproc_per_node=args.go_nproc_per_node,
         prewarm=args.prewarm,
+        reference_from=args.reference_from.resolve() if args.reference_from else None,
         epoch_coverage=args.epoch_coverage,
         worker_argv=script.worker_argv if script else None,
     )

@@ -195,16 +195,20 @@ class RaiseAfterMetadataCallback(Callback):
                     f"choose a step in [{first}, {last_step - 1}]"
                 )
             rank_zero_info(f"stop-and-go: {self.label} will stop at step {self.kill_step}")
+        if self.later_epoch and trainer.ckpt_path:
+            later = resume_point(trainer, self.start_step)["later_epoch_checkpoints"]
+            if not later:  # no checkpoint in a later epoch: resume the next phase from here
+                rank_zero_info(f"stop-and-go: {self.label}: no checkpoint in a later epoch; stopping at once")
+                self._stop(trainer)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         # Step ``kill_step`` is complete here: trained, validated and checkpointed if due.
-        if self.kill_step is not None and trainer.global_step == self.kill_step:
-            self._stop(trainer)
         # Any checkpoint cadence: every step's (and the previous epoch's end) checkpoint is
         # whole on disk here, since ModelCheckpoint's hooks ran after the previous batch.
-        elif not self.by_validation and self._checkpoint_to_stop_at(trainer):
+        at_kill_step = self.kill_step is not None and trainer.global_step == self.kill_step
+        if at_kill_step or (not self.by_validation and self._checkpoint_to_stop_at(trainer)):
             self._stop(trainer)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -218,9 +222,10 @@ class RaiseAfterMetadataCallback(Callback):
         if trainer.sanity_checking or self.kill_at:
             return
         step = trainer.global_step
-        if step > self.start_step and MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
-            if not self.later_epoch or checkpoint_epoch(trainer, step) > self.start_epoch:
-                self._stop(trainer)
+        if step <= self.start_step or (self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch):
+            return
+        if MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
+            self._stop(trainer)
 
     def _checkpoint_to_stop_at(self, trainer: pl.Trainer) -> bool:
         """Whether this process saved a complete checkpoint (with metadata) to stop at."""

@@ -9,6 +9,7 @@ backend whose checkpoint callback is a ``ModelCheckpoint`` (NeMo's included).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import zipfile
 from pathlib import Path
@@ -99,3 +100,140 @@ def checkpoint_step(path: Path) -> int:
     if not isinstance(step, int):
         raise IncompleteCheckpointError(f"checkpoint {path} has no global_step")
     return step
+
+
+def steps_per_epoch(trainer: pl.Trainer) -> int:
+    """Optimizer steps in one training epoch (micro-batches over ``accumulate_grad_batches``)."""
+    batches = trainer.num_training_batches
+    if not isinstance(batches, int) or batches <= 0:
+        return 0  # an iterable without a length: epochs cannot be told apart
+    accumulate = max(1, int(trainer.accumulate_grad_batches))
+    return max(1, -(-batches // accumulate))
+
+
+def last_training_step(trainer: pl.Trainer) -> int:
+    """The global step training ends at (``max_steps``, else the epochs' steps)."""
+    if trainer.max_steps and trainer.max_steps > 0:
+        return int(trainer.max_steps)
+    estimated = trainer.estimated_stepping_batches
+    return int(estimated) if estimated != float("inf") else 2**62
+
+
+def checkpoint_epoch(trainer: pl.Trainer, step: int) -> int:
+    """The epoch during which the checkpoint of ``step`` was saved (an epoch's last step is its own)."""
+    per_epoch = steps_per_epoch(trainer)
+    return (step - 1) // per_epoch if per_epoch and step > 0 else 0
+
+
+def checkpoint_steps(trainer: pl.Trainer) -> list[int]:
+    """Every step before the last at which a ``ModelCheckpoint`` of ``trainer`` will save."""
+    last = last_training_step(trainer)
+    per_epoch = steps_per_epoch(trainer)
+    steps: set[int] = set()
+    for cb in trainer.checkpoint_callbacks:
+        if not isinstance(cb, ModelCheckpoint):
+            continue
+        if cb._every_n_train_steps:
+            steps.update(range(cb._every_n_train_steps, min(last, 10_000_000), cb._every_n_train_steps))
+        elif per_epoch and (cb._every_n_epochs or 0) > 0:
+            every = per_epoch * cb._every_n_epochs
+            steps.update(range(every, min(last, 10_000_000), every))
+    return sorted(steps)
+
+
+def validates_on_checkpoint_steps(trainer: pl.Trainer) -> bool:
+    """Whether validations (by steps) fall on checkpoint steps: the seed's stop rule applies."""
+    val_batches = trainer.val_check_batch
+    if not isinstance(val_batches, int) or trainer.check_val_every_n_epoch not in (None, 1):
+        return False
+    accumulate = max(1, int(trainer.accumulate_grad_batches))
+    val_every = max(1, val_batches // accumulate)
+    intervals = [
+        cb._every_n_train_steps
+        for cb in trainer.checkpoint_callbacks
+        if isinstance(cb, ModelCheckpoint) and cb._every_n_train_steps
+    ]
+    return any(val_every % interval == 0 for interval in intervals)
+
+
+def resume_point(trainer: pl.Trainer, step: int) -> dict[str, object]:
+    """What a resume from the checkpoint of ``step`` starts from, for the coverage report.
+
+    Keys: ``step``, ``epoch`` and ``batch_in_epoch`` the resume starts at,
+    ``batches_per_epoch``, ``steps_per_epoch``, ``accumulate_grad_batches``,
+    ``val_every_steps``, ``last_step`` and ``later_epoch_checkpoints`` (the checkpoint
+    steps of epochs after the resumed one, before the last step).
+    """
+    per_epoch = steps_per_epoch(trainer)
+    accumulate = max(1, int(trainer.accumulate_grad_batches))
+    epoch = step // per_epoch if per_epoch else trainer.current_epoch
+    val_batches = trainer.val_check_batch
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch_in_epoch": (step - epoch * per_epoch) * accumulate if per_epoch else None,
+        "batches_per_epoch": trainer.num_training_batches if isinstance(trainer.num_training_batches, int) else None,
+        "steps_per_epoch": per_epoch or None,
+        "accumulate_grad_batches": accumulate,
+        "val_every_steps": max(1, val_batches // accumulate) if isinstance(val_batches, int) else None,
+        "last_step": last_training_step(trainer),
+        "later_epoch_checkpoints": [c for c in checkpoint_steps(trainer) if checkpoint_epoch(trainer, c) > epoch],
+    }
+
+
+class UnloadableCheckpointError(RuntimeError):
+    """A whole checkpoint that a resume cannot load (``weights_only=True``): a spec bug."""
+
+
+# Types ``torch.load(weights_only=True)`` accepts without an allowlist.
+_SAFE_TYPES = (str, bytes, int, float, bool, complex, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def _unsafe_objects(value: object, where: str, found: list[str], limit: int = 3) -> None:
+    if len(found) >= limit:
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _unsafe_objects(item, f"{where}[{key!r}]", found, limit)
+    elif isinstance(value, (list, tuple, set)):
+        for index, item in enumerate(value):
+            _unsafe_objects(item, f"{where}[{index}]", found, limit)
+    elif not isinstance(value, _SAFE_TYPES):
+        kind = type(value)
+        found.append(f"{where} is a {kind.__module__}.{kind.__qualname__}")
+
+
+def check_weights_only_loadable(path: Path) -> None:
+    """Raises ``UnloadableCheckpointError`` unless ``path`` loads as go will load it.
+
+    Lightning (torch >= 2.6) resumes with ``weights_only=True``, which refuses any object
+    but tensors and plain containers; the error names the offending objects and the fix.
+    """
+    try:
+        # None is torch's default, as Lightning passes it: True since torch 2.6, unless the
+        # environment says otherwise; safe globals the spec registered apply here too.
+        torch.load(path, map_location="cpu", mmap=True, weights_only=None)
+        return
+    except Exception as err:  # noqa: BLE001 - any refusal is reported with its cause
+        refusal = _plain(str(err))
+    found: list[str] = []
+    with contextlib.suppress(Exception):  # the refusal itself is still worth reporting
+        _unsafe_objects(torch.load(path, map_location="cpu", mmap=True, weights_only=False), "checkpoint", found)
+    what = "; ".join(found) or refusal
+    raise UnloadableCheckpointError(
+        f"checkpoint {path.name} cannot be loaded with weights_only=True, as the resume will load it: {what}. "
+        "Fix: store such state as tensors or lists (numpy RNG state: keys as a tensor, the rest as ints), "
+        "or use the kit's RNG callback"
+    )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _plain(text: str) -> str:
+    """The first informative line of torch's refusal, without its ANSI codes."""
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    for line in lines:
+        if "Unsupported global" in line or "WeightsUnpickler error" in line:
+            return line
+    return lines[0] if lines else text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import os
+import re
 import signal
 import sys
 import time
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         exit_code = 1
     except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
         result.status = "error"
-        result.error = f"{type(err).__name__}: {err}".splitlines()[0]
+        result.error = one_line_error(err)
         result.traceback = traceback.format_exc()
         traceback.print_exc()
         exit_code = 1
@@ -117,6 +118,24 @@ def _process_started_at() -> float | None:
         return psutil.Process().create_time()
     except psutil.Error:
         return None
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def one_line_error(err: BaseException) -> str:
+    """``Type: message`` in one line, without ANSI codes, keeping the cause of long messages.
+
+    Some errors (torch's ``weights_only`` refusal) open with advice and state the cause
+    further down; then the first line that names an error is kept as well.
+    """
+    lines = [_ANSI.sub("", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    text = lines[0] if lines else ""
+    cause = next((line for line in lines[1:] if re.search(r"error: ", line, re.IGNORECASE)), None)
+    if cause:
+        text = f"{text} ... {cause}"
+    return f"{type(err).__name__}: {text}"[:600]
 
 
 def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spec: str) -> None:

@@ -154,7 +154,11 @@ class StopAndGoHarness(ABC):
             else:
                 callbacks.append(
                     RaiseAfterMetadataCallback(
-                        metadata_path=self.metadata_dir, kill_at=plan.kill_at, label=plan.label, backend=self.backend
+                        metadata_path=self.metadata_dir,
+                        kill_at=plan.kill_at,
+                        label=plan.label,
+                        backend=self.backend,
+                        later_epoch=plan.stop_in_later_epoch,
                     )
                 )
         callbacks.append(self.checkpoint_callback())

@@ -13,8 +13,11 @@
   went into the step, counted from the batches themselves).
 
 Sample ids come from the batch itself: a mapping with one of ``SAMPLE_ID_KEYS``, or a
-spec-defined ``module.batch_sample_ids(batch)``. Batches without ids leave the ledger
-empty, and the orchestrator then skips the ledger check.
+spec-defined ``module.batch_sample_ids(batch)``. Batches without ids are identified by
+content: each sample (one row of the batch's tensors) gets the id ``"#<hash>"`` of its
+bytes, so the exactly-once check still applies (a dataset with identical samples then
+reads as repeats; such a spec should provide ids). Only a batch with no tensor rows to
+hash leaves the ledger without ids, and the verdict says that the data check was skipped.
 """
 
 from __future__ import annotations
@@ -47,6 +50,28 @@ def batch_sample_ids(module: pl.LightningModule, batch: Any) -> list[Any] | None
     if isinstance(ids, torch.Tensor):
         return ids.detach().cpu().reshape(-1).tolist()
     return list(ids)
+
+
+def content_sample_ids(batch: Any) -> list[str] | None:
+    """An id per sample from its content: a hash of row ``i`` of every tensor of the batch.
+
+    The batch size is the leading dimension of its first tensor; tensors with another
+    leading dimension (or none) are not per-sample and are left out.
+    """
+    tensors = [t for t in _tensors(batch) if t.dim() > 0]
+    if not tensors:
+        return None
+    size = tensors[0].shape[0]
+    rows = [t.detach().cpu().contiguous() for t in tensors if t.shape[0] == size]
+    ids = []
+    for i in range(size):
+        hasher = hashlib.sha256()
+        for tensor in rows:
+            row = tensor[i].contiguous()
+            hasher.update(f"{row.dtype}{tuple(row.shape)}".encode())
+            hasher.update(row.reshape(-1).view(torch.uint8).numpy().tobytes())
+        ids.append("#" + hasher.hexdigest()[:12])
+    return ids
 
 
 def _tensors(value: Any) -> list[torch.Tensor]:
@@ -97,7 +122,7 @@ class BatchRecorder:
                 "step": trainer.global_step,  # steps done before this batch
                 "epoch": trainer.current_epoch,
                 "batch_idx": batch_idx,
-                "ids": batch_sample_ids(module, batch),
+                "ids": batch_sample_ids(module, batch) or content_sample_ids(batch),
                 "hash": batch_hash(batch),
             }
         )

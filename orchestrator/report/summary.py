@@ -7,11 +7,14 @@ from typing import Any
 
 from orchestrator.exit_codes import DESCRIPTIONS
 from orchestrator.judge.compare import MetricCheck
+from orchestrator.judge.coverage import coverage, coverage_lines
+from orchestrator.judge.diagnosis import diagnose
 from orchestrator.run.options import RunOptions
 from orchestrator.run.runner import RunOutcome
 from orchestrator.run.timings import timings_line
 
 _MAX_VALUE_WIDTH = 24
+MAX_DIFFERENCES = 12
 
 
 def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | None = None) -> dict[str, Any]:
@@ -34,8 +37,10 @@ def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | N
         "stack_dumps": outcome.stack_dumps,
         "phases": [asdict(p) for p in outcome.phases],
         "verdict": outcome.verdict.to_dict() if outcome.verdict else None,
+        "diagnosis": run_diagnosis(outcome),
         "leftover_pids": outcome.leftover_pids,
         "timings": outcome.timings,
+        "coverage": coverage(outcome.stops),
         "orchestrator_peak_rss_mb": peak_rss_mb,
     }
 
@@ -62,9 +67,54 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 
 def _check_rows(checks: list[MetricCheck]) -> list[list[str]]:
+    # Ranks with identical values share one row ("0-2", "0,2").
+    rows: dict[tuple[str, str, str, str], list[int]] = {}
+    for c in sorted(checks, key=lambda c: (c.metric, c.rank)):
+        key = (c.metric, _short(c.expected), _short(c.actual), "ok" if c.ok else "MISMATCH")
+        rows.setdefault(key, []).append(c.rank)
     return [
-        [c.metric, str(c.rank), _short(c.expected), _short(c.actual), "ok" if c.ok else "MISMATCH"]
-        for c in sorted(checks, key=lambda c: (c.metric, c.rank))
+        [metric, rank_span(ranks), saved, resumed, state] for (metric, saved, resumed, state), ranks in rows.items()
+    ]
+
+
+def rank_span(ranks: list[int]) -> str:
+    """``[0, 1, 2]`` as ``0-2``, ``[0, 2]`` as ``0,2``."""
+    ranks = sorted(set(ranks))
+    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"{ranks[0]}-{ranks[-1]}"
+    return ",".join(str(r) for r in ranks)
+
+
+def run_diagnosis(outcome: RunOutcome) -> list[dict[str, Any]]:
+    """The verdict's diagnosis, root cause first, knowing which checkpoint each stop completed."""
+    if outcome.verdict is None:
+        return []
+    completed = [(stop.get("trigger") or {}).get("checkpoint_path") for stop in outcome.stops]
+    return diagnose(outcome.verdict, {"completed_checkpoints": completed})
+
+
+def diagnosis_lines(diagnosis: list[dict[str, Any]]) -> list[str]:
+    """The headline of a failed verdict: the root cause, its cause and its fix."""
+    if not diagnosis:
+        return []
+    root = diagnosis[0]
+    lines = ["", f"root cause: {root['detail']}", f"  cause: {root['cause']}", f"  fix:   {root['fix']}"]
+    if root.get("downstream"):
+        lines.append(f'  and {root["downstream"]} downstream differences (report.json "diagnosis", "verdict")')
+    return lines
+
+
+def note_lines(verdict: Any) -> list[str]:
+    """One line for the state that differs bitwise but within tolerance, all ranks together."""
+    within = [d for d in verdict.state_differences if d["within"]]
+    if not within:
+        return []
+    worst = max(within, key=lambda d: d["max_rel"])
+    metrics = ", ".join(sorted({d["metric"] for d in within}))
+    return [
+        f"note: {metrics} differ bitwise from the reference on ranks {rank_span([d['rank'] for d in within])}, "
+        f"within tolerance (largest: {worst['max_rel']:.2g} of {worst['tensor']}'s scale at step {worst['step']}, "
+        "e.g. a reduction summed in another order); --bitwise makes this a failure"
     ]
 
 
@@ -89,8 +139,15 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
         lines.append(timings)
     verdict = outcome.verdict
     if verdict is not None:
-        lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
-        lines += _table(_check_rows(verdict.resume_checks), ["metric", "rank", "saved", "resumed", "verdict"])
+        if verdict.resume_checks and all(c.ok for c in verdict.resume_checks):
+            lines += [
+                "",
+                f"resume point (step {verdict.resume_step}): {len(verdict.resume_checks)} values saved vs "
+                "resumed: identical",
+            ]
+        else:
+            lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
+            lines += _table(_check_rows(verdict.resume_checks), ["metric", "rank", "saved", "resumed", "verdict"])
         for name, comparison in (("stop", verdict.stop_vs_reference), ("go", verdict.go_vs_reference)):
             if comparison is None:
                 continue
@@ -99,10 +156,16 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
             lines.append(
                 f"{name} vs continuous reference: {span}, {comparison.compared_values} values compared: {state}"
             )
+        lines += coverage_lines(coverage(outcome.stops))
         if verdict.world_size_change:
             lines += world_size_change_lines(verdict.world_size_change)
+        lines += note_lines(verdict)
         if verdict.failures:
-            lines += ["", "differences:"] + [f"  - {f}" for f in verdict.failures]
+            shown = verdict.failures[:MAX_DIFFERENCES]
+            lines += ["", "differences:"] + [f"  - {f}" for f in shown]
+            if len(verdict.failures) > len(shown):
+                lines.append(f"  ... and {len(verdict.failures) - len(shown)} more (report.json)")
+            lines += diagnosis_lines(run_diagnosis(outcome))
     if outcome.leftover_pids:
         lines.append(f"WARNING: processes of the run still alive: {outcome.leftover_pids}")
     lines += ["", f"verdict: {outcome.message} (exit {int(outcome.code)}: {DESCRIPTIONS[outcome.code]})"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, PhasePlan, RunLayout, write_json_atomic
 from orchestrator.run.launcher import WorkerArgv, WorkerGroup
+from orchestrator.run.reference import code_digest, reference_key
 
 
 @dataclass
@@ -35,6 +36,11 @@ class RunOptions:
     go_nproc_per_node: int | None = None
     # --no-prewarm turns off starting the next phase early (orchestrator.run.prewarm).
     prewarm: bool = True
+    # --reference-from: a finished run dir whose continuous reference this run reuses.
+    reference_from: Path | None = None
+    # --cover-epoch-boundary: a second stop (go1) at the first checkpoint of a later epoch
+    # than the first resume's, so the final go resumes after an epoch boundary (issue 12).
+    epoch_coverage: bool = False
     # ``stop-and-go run -- SCRIPT``: the worker command of each phase (None: the spec's worker).
     worker_argv: WorkerArgv | None = None
 
@@ -59,6 +65,9 @@ class RunOptions:
         later_kill_at = self.kill_at if self.kill_at and self.kill_at.startswith("random:") else None
         for cycle in range(1, self.cycles):
             plans.append(PhasePlan(f"go{cycle}", PHASE_GO, stop_after_resume=True, kill_at=later_kill_at))
+        if self.epoch_coverage and self.cycles == 1 and not (self.kill_at or self.kill_during_save):
+            # Without a later epoch's checkpoint, go1 stops at once and go resumes where it did.
+            plans.append(PhasePlan("go1", PHASE_GO, stop_after_resume=True, stop_in_later_epoch=True))
         plans.append(PhasePlan(PHASE_GO, PHASE_GO))
         if self.go_world_size != self.world_size:
             for i, plan in enumerate(plans[1:]):
@@ -91,5 +100,9 @@ def write_run_json(layout: RunLayout, options: RunOptions, run_id: str) -> None:
             "kill_at": options.kill_at,
             "kill_during_save": options.kill_during_save,
             "started_at": time.time(),
+            # What a later run's --reference-from checks before it reuses this run's reference.
+            "code_digest": code_digest(),
+            "reference_key": reference_key(options.spec, options.harness, options.nproc_per_node, options.nnodes),
+            "reference_from": str(options.reference_from) if options.reference_from else None,
         },
     )

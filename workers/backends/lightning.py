@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from workers.backends.base import Backend
-from workers.checkpoints import checkpoint_step, step_in_name
+from workers.checkpoints import check_weights_only_loadable, checkpoint_step, step_in_name
 from workers.torn_save import KillDuringSaveCallback
 
 
@@ -24,6 +24,7 @@ class LightningBackend(Backend):
 
     def verify_complete(self, path: Path, step: int) -> None:
         super().verify_complete(path, step)
+        check_weights_only_loadable(path)  # a spec bug stops here, not in go
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
