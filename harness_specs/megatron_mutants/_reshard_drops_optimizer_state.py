@@ -27,6 +27,7 @@ from harness_specs.megatron_gpt_reshard import MegatronGPTReshardHarness
 from workers.backends.megatron import MegatronCoreStrategy
 
 CAUGHT_BY = "full_optimizer_state_digest"
+EXPECTED_CAUSE = "optimizer_state_dropped"
 CAUGHT_AT = "resume"
 BUG_CLASS = "optimizer state dropped when the TP size changes on resume"
 

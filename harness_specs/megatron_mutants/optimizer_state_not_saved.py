@@ -15,6 +15,7 @@ from harness_specs.megatron_gpt_tiny import MegatronGPTTinyHarness
 from workers.backends.megatron import MegatronCoreStrategy
 
 CAUGHT_BY = "optimizer_state_digest"
+EXPECTED_CAUSE = "optimizer_state_dropped"
 CAUGHT_AT = "resume"
 BUG_CLASS = "optimizer state not saved in the dist checkpoint (Megatron-LM 761)"
 

@@ -18,6 +18,7 @@ from harness_specs.megatron_gpt_tiny import MegatronGPTTinyHarness
 from workers.backends.megatron import MegatronCoreStrategy
 
 CAUGHT_BY = "megatron_rng_tracker"
+EXPECTED_CAUSE = "rng_replicated"
 CAUGHT_AT = "resume"
 BUG_CLASS = "RNG tracker saved once and restored to every rank (not per rank)"
 

@@ -13,6 +13,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "buffers_digest"
+EXPECTED_CAUSE = "buffer_not_saved"
 CAUGHT_AT = "resume"
 BUG_CLASS = "EMA weights (a buffer) missing from the state dict"
 

@@ -14,6 +14,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "grad_accum_micro_batches"
+EXPECTED_CAUSE = "grad_accumulation"
 BUG_CLASS = "gradient-accumulation counter reset mid-window"
 
 

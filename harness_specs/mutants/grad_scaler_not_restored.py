@@ -16,6 +16,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "grad_scaler_scale"
+EXPECTED_CAUSE = "grad_scaler"
 BUG_CLASS = "grad-scaler scale not restored (composer PR 1376)"
 
 

@@ -23,6 +23,7 @@ from workers import Mode
 from workers.checkpoints import checkpoint_saved_at
 
 CAUGHT_BY = "optimizer_state_digest"
+EXPECTED_CAUSE = "incomplete_checkpoint"
 CAUGHT_AT = "resume"
 BUG_CLASS = "an incomplete checkpoint picked up as the latest (NeMo PR 7952)"
 

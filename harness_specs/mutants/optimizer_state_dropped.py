@@ -12,6 +12,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "optimizer_state_digest"
+EXPECTED_CAUSE = "optimizer_state_dropped"
 CAUGHT_AT = "resume"
 BUG_CLASS = "optimizer state dropped on load (Megatron-LM 761)"
 

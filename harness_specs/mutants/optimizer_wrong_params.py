@@ -13,6 +13,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "optimizer_state_digest"
+EXPECTED_CAUSE = "optimizer_state_misassigned"
 CAUGHT_AT = "resume"
 BUG_CLASS = "optimizer state loaded for the wrong params (Megatron-LM 761)"
 

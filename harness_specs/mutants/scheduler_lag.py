@@ -13,6 +13,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "lr_scheduler_state"
+EXPECTED_CAUSE = "scheduler_off_by_one"
 CAUGHT_AT = "resume"
 BUG_CLASS = "LR scheduler restored lagging one step (Lightning 5455)"
 

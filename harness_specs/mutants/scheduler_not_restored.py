@@ -14,6 +14,7 @@ from harness_specs.broken_scheduler import UncheckpointedSchedulerModule
 from harness_specs.tiny_lightning import TinyLightningHarness
 
 CAUGHT_BY = "learning_rate"
+EXPECTED_CAUSE = "scheduler_not_restored"
 BUG_CLASS = "LR scheduler not restored (Lightning 4655)"
 
 

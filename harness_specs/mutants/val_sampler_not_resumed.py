@@ -14,6 +14,7 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "val_loss"
+EXPECTED_CAUSE = "val_data_not_resumed"
 BUG_CLASS = "validation sampler not resumed"
 
 
