@@ -184,3 +184,22 @@ def test_entry_point_loads_into_nemo_trainer(tmp_path: Path) -> None:
     found = _factory_check(NEMO_PYTHON, "nemo", tmp_path)
     assert "WrapStopCallback" not in found["plain"]
     assert "WrapStopCallback" in found["wrapped"]
+
+
+def test_a_suite_entry_can_be_a_command_line(tmp_path: Path) -> None:
+    from orchestrator.suite.config import SuiteError, load_suite
+
+    suite = tmp_path / "suite.toml"
+    suite.write_text(
+        f'specs = [{{ command = ["{PLAIN}", "--every", "3"], go_args = "--resume {{checkpoint}}", name = "plain" }}]\n'
+        '[[scenario]]\nname = "term"\nkill_signal = "TERM"\n'
+    )
+    (entry,) = load_suite(suite).entries
+    assert entry.name == "plain-term"
+    args = entry.orchestrator_args(tmp_path / "run")
+    assert args[0] == "run" and args[args.index("--go-args") + 1] == "--resume {checkpoint}"
+    assert args[args.index("--") + 1 :] == [str(PLAIN), "--every", "3"]
+    assert "--kill-signal" in args[: args.index("--")]
+    suite.write_text("specs = [{ command = [] }]\n")
+    with pytest.raises(SuiteError, match="command = \\[SCRIPT"):
+        load_suite(suite)

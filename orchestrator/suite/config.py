@@ -24,6 +24,13 @@ Scenario keys: ``kill_signal``, ``grace``, ``nproc_per_node``, ``nnodes``, ``tim
 ``reference`` (false = ``--no-reference``), ``harness`` and ``args`` (a list of extra
 command-line options, e.g. a kill step or cycle count where the orchestrator has them).
 
+An item of ``specs`` can also be a training script's command line instead of a spec
+(``stop-and-go run``, paths relative to the file)::
+
+    specs = [{ command = ["../scripts/train.py", "--max-steps", "8"], go_args = "--ckpt_path {checkpoint}" }]
+
+Its entries are named ``<script stem>-<scenario>`` (or ``name = ...`` in the table).
+
 A directory suite runs every ``*.py`` spec in it (not starting with ``_``) once, with
 the defaults.
 """
@@ -63,10 +70,17 @@ class Entry:
     options: list[str] = field(default_factory=list)
     nproc_per_node: int = 2
     nnodes: int = 1
+    # A script entry (``stop-and-go run``): the script's arguments and --go-args; None for a spec.
+    script_args: list[str] | None = None
+    go_args: str | None = None
 
     def orchestrator_args(self, run_dir: Path) -> list[str]:
         """The ``python -m orchestrator`` arguments of this entry."""
-        return [str(self.spec), "--run-dir", str(run_dir), "--timeout", f"{self.timeout_s:g}", *self.options]
+        common = ["--run-dir", str(run_dir), "--timeout", f"{self.timeout_s:g}", *self.options]
+        if self.script_args is None:
+            return [str(self.spec), *common]
+        go = ["--go-args", self.go_args] if self.go_args else []
+        return ["run", *common, *go, "--", str(self.spec), *self.script_args]
 
 
 @dataclass
@@ -98,27 +112,44 @@ def load_suite(path: Path) -> Suite:
     if unknown:
         raise SuiteError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}")
     specs = data.get("specs")
-    if not isinstance(specs, list) or not specs or not all(isinstance(s, str) for s in specs):
-        raise SuiteError(f"suite {path}: 'specs' must be a non-empty list of paths")
+    if not isinstance(specs, list) or not specs or not all(isinstance(s, (str, dict)) for s in specs):
+        raise SuiteError(f"suite {path}: 'specs' must be a non-empty list of paths or {{ command = [...] }} tables")
     defaults = data.get("defaults", {})
     scenarios = data.get("scenario", [{"name": "default"}])
     if not isinstance(defaults, dict) or not isinstance(scenarios, list):
         raise SuiteError(f"suite {path}: [defaults] must be a table and [[scenario]] a list of tables")
     base = path.parent
     entries = []
-    for spec_text in specs:
+    for item in specs:
+        script = _script_item(item, path) if isinstance(item, dict) else None
+        spec_text = script["command"][0] if script else item
         spec = (base / spec_text).resolve()
         if not spec.is_file():
-            raise SuiteError(f"suite {path}: spec not found: {spec_text}")
+            raise SuiteError(f"suite {path}: {'script' if script else 'spec'} not found: {spec_text}")
         for index, scenario in enumerate(scenarios):
             if not isinstance(scenario, dict):
                 raise SuiteError(f"suite {path}: scenario {index + 1} is not a table")
-            entries.append(_entry(spec, scenario, defaults, path, index))
+            entry = _entry(spec, scenario, defaults, path, index)
+            if script:
+                entry.script_args, entry.go_args = list(script["command"][1:]), script.get("go_args")
+                entry.name = f"{script.get('name', spec.stem)}-{entry.scenario}"
+            entries.append(entry)
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise SuiteError(f"suite {path}: duplicate entry name(s) {', '.join(duplicates)}; name the scenarios")
     return Suite(str(data.get("name", path.stem)), path, entries)
+
+
+def _script_item(item: dict[str, Any], source: Path) -> dict[str, Any]:
+    """A ``{ command = [...], go_args = "...", name = "..." }`` item of ``specs``, checked."""
+    unknown = set(item) - {"command", "go_args", "name"}
+    command = item.get("command")
+    if unknown or not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise SuiteError(f"suite {source}: a script item needs command = [SCRIPT, ARGS...] (optional: go_args, name)")
+    if not isinstance(item.get("go_args", ""), str):
+        raise SuiteError(f"suite {source}: go_args must be a string")
+    return item
 
 
 def _entry(spec: Path, scenario: dict[str, Any], defaults: dict[str, Any], source: Path, index: int = 0) -> Entry:
