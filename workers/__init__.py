@@ -1,6 +1,8 @@
 """The torchrun side of stop-and-go: harness base class, callbacks, metrics, entry points.
 
-A BioNeMo harness ports by changing its imports to ``from workers import ...``.
+A BioNeMo harness ports by changing its imports to ``from workers import ...``. The
+resumability kit (``workers.kit``: ``ResumableLoader``, ``RngStateCallback``, ...) makes a
+plain Lightning setup resume exactly.
 """
 
 from workers.callbacks import (
@@ -12,6 +14,16 @@ from workers.callbacks import (
     TestCheckpointIntegrityCallback,
 )
 from workers.harness import Mode, StopAndGoHarness, torchrun_trainer_kwargs
+from workers.kit import (
+    ResumableLoader,
+    ResumableSampler,
+    RngStateCallback,
+    RotatingValSampler,
+    WithSampleIds,
+    consumed_samples,
+    content_sample_ids,
+    validations_before,
+)
 from workers.metrics import MetricsDict, MetricsFn, get_global_step, get_learning_rate
 
 __all__ = [
@@ -21,11 +33,19 @@ __all__ = [
     "MetricsTrajectoryCallback",
     "Mode",
     "RaiseAfterMetadataCallback",
+    "ResumableLoader",
+    "ResumableSampler",
     "ResumeMismatchError",
+    "RngStateCallback",
+    "RotatingValSampler",
     "StopAndGoException",
     "StopAndGoHarness",
     "TestCheckpointIntegrityCallback",
+    "WithSampleIds",
+    "consumed_samples",
+    "content_sample_ids",
     "get_global_step",
     "get_learning_rate",
     "torchrun_trainer_kwargs",
+    "validations_before",
 ]

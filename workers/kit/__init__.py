@@ -1,0 +1,39 @@
+"""The resumability kit: the parts a plain Lightning setup needs to resume exactly.
+
+- ``ResumableLoader``: a ``torchdata`` ``StatefulDataLoader`` with a seeded, DDP-aware
+  ``ResumableSampler``; Lightning saves and restores its state (workers included);
+- ``RngStateCallback``: every rank's Python / numpy / torch / CUDA RNG state in the
+  checkpoint, loadable with ``weights_only=True``;
+- ``WithSampleIds`` / ``content_sample_ids``: sample identity for the data ledger;
+- ``RotatingValSampler`` + ``validations_before``: validation walking through the val set
+  that resumes at the right slice; ``consumed_samples(trainer)``: the loader's position.
+
+See ``workers.kit.data`` for what each part handles (and when you need none of them), and
+``python -m workers.doctor SPEC.py`` for what in a setup will not resume.
+"""
+
+from workers.kit.data import (
+    ResumableLoader,
+    ResumableSampler,
+    RotatingValSampler,
+    WithSampleIds,
+    consumed_samples,
+    content_sample_ids,
+    validations_before,
+)
+from workers.kit.rng import RngStateCallback, gather_rng_states, rng_states, seed_rank, set_rng_states
+
+__all__ = [
+    "ResumableLoader",
+    "ResumableSampler",
+    "RngStateCallback",
+    "RotatingValSampler",
+    "WithSampleIds",
+    "consumed_samples",
+    "content_sample_ids",
+    "gather_rng_states",
+    "rng_states",
+    "seed_rank",
+    "set_rng_states",
+    "validations_before",
+]
