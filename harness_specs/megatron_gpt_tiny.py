@@ -39,10 +39,11 @@ from megatron.core.pipeline_parallel import get_forward_backward_func
 from megatron.core.transformer.transformer_config import TransformerConfig
 from torch.utils.data import DataLoader, Dataset
 
-from harness_specs.tiny_lightning import ResumableDistributedSampler, RotatingValSampler, warmup_cosine
+from harness_specs.tiny_lightning import VAL_SAMPLES_PER_CHECK, warmup_cosine
 from workers import Mode, StopAndGoHarness, torchrun_trainer_kwargs
 from workers.backends.megatron import MegatronBackend, MegatronCoreStrategy, get_rng_tracker_digest
 from workers.backends.megatron.full_state import FULL_STATE_SCOPES, SHARD_LOCAL_METRICS, full_state_metrics
+from workers.kit import ResumableSampler, RotatingValSampler
 
 SEED = 1234
 VOCAB = 128
@@ -239,8 +240,8 @@ class TinyTokenDataModule(pl.LightningDataModule):
         self.train_set = SyntheticTokens(TRAIN_SAMPLES, seed=SEED)
         self.val_set = SyntheticTokens(VAL_SAMPLES, seed=SEED + 1)
 
-    def train_sampler(self, consumed: int) -> ResumableDistributedSampler:
-        return ResumableDistributedSampler(
+    def train_sampler(self, consumed: int) -> ResumableSampler:
+        return ResumableSampler(
             self.train_set,
             consumed_samples=consumed,
             num_replicas=parallel_state.get_data_parallel_world_size(),
@@ -259,9 +260,10 @@ class TinyTokenDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         sampler = RotatingValSampler(
             len(self.val_set),
-            parallel_state.get_data_parallel_world_size(),
-            parallel_state.get_data_parallel_rank(),
+            VAL_SAMPLES_PER_CHECK,
             self.trainer.lightning_module.validation_position,
+            num_replicas=parallel_state.get_data_parallel_world_size(),
+            rank=parallel_state.get_data_parallel_rank(),
         )
         generator = torch.Generator().manual_seed(SEED)
         return DataLoader(self.val_set, batch_size=BATCH_SIZE, sampler=sampler, generator=generator)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from harness_specs.megatron_gpt_tiny import MegatronGPTTinyHarness, TinyTokenDataModule
-from harness_specs.tiny_lightning import ResumableDistributedSampler
+from workers.kit import ResumableSampler
 
 CAUGHT_BY = "sample_ledger"
+EXPECTED_CAUSE = "sampler_restart"
 BUG_CLASS = "sampler offset lost on resume (Megatron-Bridge PR 3503)"
 
 
 class OffsetLosingDataModule(TinyTokenDataModule):
-    def train_sampler(self, consumed: int) -> ResumableDistributedSampler:
+    def train_sampler(self, consumed: int) -> ResumableSampler:
         return super().train_sampler(0)  # the bug: the restored count is not passed on
 
 

@@ -8,36 +8,37 @@ ledger (``sample_ledger``) at the first step of the next epoch (step 9).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader
 
-from harness_specs.tiny_lightning import SEED, ResumableDistributedSampler, TinyDataModule, TinyLightningHarness
+from harness_specs.tiny_lightning import BATCH_SIZE, SEED, TinyDataModule, TinyLightningHarness
+from workers.kit import ResumableLoader, ResumableSampler
 
 CAUGHT_BY = "sample_ledger"
+EXPECTED_CAUSE = "sampler_offset"
 BUG_CLASS = "resume offset re-applied every epoch (Megatron-Bridge 4565)"
+# Its bug acts only on a resume: its continuous run is the default spec's (self-test reuses it).
+SHARES_REFERENCE = "../tiny_lightning.py"
 
 
-class EveryEpochOffsetSampler(ResumableDistributedSampler):
-    def __iter__(self) -> Iterator[int]:
-        indices = list(DistributedSampler.__iter__(self))
-        if self.epoch >= self.resume_epoch:  # the bug: ">=" where "==" was meant
-            indices = indices[self.resume_offset :]
-        return iter(indices)
+class EveryEpochOffsetSampler(ResumableSampler):
+    resume_offset: int | None = None
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.resume_offset = self.next_yielded
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        if self.resume_offset:  # the bug: the offset is kept for every later epoch
+            self.next_yielded = self.resume_offset
 
 
 class EveryEpochOffsetDataModule(TinyDataModule):
-    def train_sampler(self, consumed: int) -> DistributedSampler:
-        return EveryEpochOffsetSampler(
-            self.train_set,
-            consumed_samples=consumed,
-            num_replicas=self.trainer.world_size,
-            rank=self.trainer.global_rank,
-            shuffle=True,
-            seed=SEED,
-            drop_last=True,
-        )
+    def train_dataloader(self) -> DataLoader:
+        sampler = EveryEpochOffsetSampler(self.train_set, seed=SEED, drop_last=True)
+        return ResumableLoader(self.train_set, batch_size=BATCH_SIZE, seed=SEED, sampler=sampler, drop_last=True)
 
 
 class OffsetEveryEpochHarness(TinyLightningHarness):

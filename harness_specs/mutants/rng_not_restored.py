@@ -9,20 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule, seed_rank_streams
+import lightning.pytorch as pl
+
+from harness_specs.tiny_lightning import SEED, TinyLightningHarness
+from workers.kit import RngStateCallback, seed_rank
 
 CAUGHT_BY = "rng_torch"
+EXPECTED_CAUSE = "rng_not_restored"
 CAUGHT_AT = "resume"
 BUG_CLASS = "RNG not restored, with dropout on"
 
 
-class UnrestoredRngModule(TinyRegressionModule):
-    def on_fit_start(self) -> None:
-        seed_rank_streams(self.trainer.global_rank)  # the bug: re-seeded, never restored
+class UnrestoredRngCallback(RngStateCallback):
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seed_rank(SEED, trainer.global_rank)  # the bug: re-seeded, never restored
 
 
 class RngNotRestoredHarness(TinyLightningHarness):
-    module_class = UnrestoredRngModule
+    rng_callback_class = UnrestoredRngCallback
 
     def __init__(self, root_dir: Any = "./stop_and_go", **kwargs: Any) -> None:
         kwargs.setdefault("exp_name", "rng_not_restored")

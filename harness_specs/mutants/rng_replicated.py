@@ -10,20 +10,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
+import lightning.pytorch as pl
+
+from harness_specs.tiny_lightning import TinyLightningHarness
+from workers.kit import RngStateCallback
 
 CAUGHT_BY = "rng_torch"
+EXPECTED_CAUSE = "rng_replicated"
 CAUGHT_AT = "resume"
 BUG_CLASS = "per-rank RNG saved as replicated: rank 1 gets rank 0's stream (Megatron-LM PR 6858)"
 
 
-class ReplicatedRngModule(TinyRegressionModule):
-    def rank_for_rng(self) -> int:
+class ReplicatedRngCallback(RngStateCallback):
+    def rank_to_restore(self, trainer: pl.Trainer) -> int:
         return 0  # the bug: rank 0's state restored on every rank
 
 
 class RngReplicatedHarness(TinyLightningHarness):
-    module_class = ReplicatedRngModule
+    rng_callback_class = ReplicatedRngCallback
 
     def __init__(self, root_dir: Any = "./stop_and_go", **kwargs: Any) -> None:
         kwargs.setdefault("exp_name", "rng_replicated")

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 import harness_specs.tiny_lightning as tiny
 from harness_specs.elastic_lightning import ElasticDataModule, ElasticLightningHarness
+from workers.kit import ResumableLoader
 
 
 class PerRankBatchDataModule(ElasticDataModule):
     def train_dataloader(self) -> DataLoader:
-        sampler = self.train_sampler(self.trainer.lightning_module.consumed_samples)
-        generator = torch.Generator().manual_seed(tiny.SEED)
-        return DataLoader(self.train_set, batch_size=4, sampler=sampler, drop_last=True, generator=generator)
+        return ResumableLoader(self.train_set, batch_size=4, seed=tiny.SEED, drop_last=True)
 
 
 class PerRankBatchHarness(ElasticLightningHarness):
