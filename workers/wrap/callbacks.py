@@ -14,6 +14,8 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from workers.backends.base import Backend
+from workers.backends.lightning import LightningBackend
 from workers.callbacks import MetricsTrajectoryCallback, RaiseAfterMetadataCallback
 from workers.checkpoints import last_saved_step
 from workers.metrics import to_jsonable
@@ -49,6 +51,16 @@ def describe_checkpointing(trainer: pl.Trainer) -> str:
     return ", ".join(parts) or "none (enable_checkpointing=False or no ModelCheckpoint)"
 
 
+def backend_for(trainer: pl.Trainer) -> Backend:
+    """The checkpoint format of the script's Trainer: NeMo's directories or Lightning's files."""
+    if type(trainer.strategy).__module__.startswith("nemo."):
+        # Imported here: only a NeMo venv has nemo.
+        from workers.backends.nemo2 import NeMo2Backend
+
+        return NeMo2Backend()
+    return LightningBackend()
+
+
 def _first_possible_save(trainer: pl.Trainer) -> int | None:
     """The earliest step the script's checkpointing can save at, when it can be told up front.
 
@@ -79,6 +91,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.backend = backend_for(trainer)
         if not trainer.checkpoint_callbacks:
             raise NoCheckpointError(
                 f"{self.label}: the script's Trainer saves no checkpoints "
