@@ -13,7 +13,10 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "global_step"
+EXPECTED_CAUSE = "global_step_off"
 BUG_CLASS = "global_step double-incremented on resume (Lightning 19403)"
+# Its bug acts only on a resume: its continuous run is the default spec's (self-test reuses it).
+SHARES_REFERENCE = "../tiny_lightning.py"
 
 
 class DoubleStepModule(TinyRegressionModule):

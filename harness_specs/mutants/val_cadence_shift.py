@@ -13,7 +13,10 @@ from typing import Any
 from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionModule
 
 CAUGHT_BY = "val_loss"
+EXPECTED_CAUSE = "val_cadence_shift"
 BUG_CLASS = "validation cadence shifted after a resume (Lightning 20277)"
+# Its bug acts only on a resume: its continuous run is the default spec's (self-test reuses it).
+SHARES_REFERENCE = "../tiny_lightning.py"
 
 
 class ShiftedCadenceModule(TinyRegressionModule):

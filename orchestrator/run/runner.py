@@ -42,7 +42,8 @@ from orchestrator.run.multinode import MultiNodeLauncher
 from orchestrator.run.options import RunOptions
 from orchestrator.run.prewarm import can_prewarm, give_go_ahead, kill_unreleased, next_labels
 from orchestrator.run.process_tree import KillReport, kill_run
-from orchestrator.run.timings import run_timings
+from orchestrator.run.reference import shared_reference
+from orchestrator.run.timings import reference_placement, run_timings
 
 POLL_INTERVAL_S = 0.05
 # How long a hung worker gets to write its stacks after SIGUSR1.
@@ -138,7 +139,8 @@ class Orchestrator:
             for plan in plans:
                 write_json_atomic(self.layout.phase_plan(plan.label), plan.to_dict())
             self.plans = {plan.label: plan for plan in plans}
-            labels = [p.label for p in plans] + ([PHASE_CONTINUOUS] if self.options.reference else [])
+            own_reference = self.options.reference and self.options.reference_from is None
+            labels = [p.label for p in plans] + ([PHASE_CONTINUOUS] if own_reference else [])
             self.warms_next = next_labels(labels) if self.prewarm else {}
             for plan in plans[:-1]:
                 self._stopping_phase(plan)
@@ -170,7 +172,7 @@ class Orchestrator:
             # A last sweep by the run id also finds processes that left the tree.
             leftover = kill_run(None, self.run_id)
             outcome.leftover_pids = leftover.survivors
-            reference = "after go" if self.options.reference else "none"
+            reference = reference_placement(self.options.reference, self.options.reference_from)
             total = time.monotonic() - started
             outcome.timings = run_timings(
                 outcome.phases, self.layout, total, self.kill_confirmed_at, self.prewarm, reference
@@ -379,6 +381,8 @@ class Orchestrator:
         return results
 
     def _reference_phase(self) -> str:
+        if self.options.reference_from is not None:  # shared: checked before the run started
+            return shared_reference(self.options.reference_from, self.options.world_size)[0]
         record, results = self._run_to_end(PHASE_CONTINUOUS)
         self._raise_spec_error(results)
         if record.exit_code != 0 or not results:

@@ -20,6 +20,13 @@ def first_step_time(layout: RunLayout, label: str) -> float | None:
     return max(known) if known else None
 
 
+def reference_placement(reference: bool, shared_from: object | None) -> str:
+    """Where the run's continuous reference came from, for the report."""
+    if not reference:
+        return "none"
+    return f"shared from {shared_from}" if shared_from is not None else "after go"
+
+
 def run_timings(
     phases: list[Any],
     layout: RunLayout,
