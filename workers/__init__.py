@@ -21,7 +21,6 @@ from workers.kit import (
     RotatingValSampler,
     WithSampleIds,
     consumed_samples,
-    content_sample_ids,
     validations_before,
 )
 from workers.metrics import MetricsDict, MetricsFn, get_global_step, get_learning_rate
@@ -43,7 +42,6 @@ __all__ = [
     "TestCheckpointIntegrityCallback",
     "WithSampleIds",
     "consumed_samples",
-    "content_sample_ids",
     "get_global_step",
     "get_learning_rate",
     "torchrun_trainer_kwargs",

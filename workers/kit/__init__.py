@@ -4,7 +4,7 @@
   ``ResumableSampler``; Lightning saves and restores its state (workers included);
 - ``RngStateCallback``: every rank's Python / numpy / torch / CUDA RNG state in the
   checkpoint, loadable with ``weights_only=True``;
-- ``WithSampleIds`` / ``content_sample_ids``: sample identity for the data ledger;
+- ``WithSampleIds``: sample ids for the data ledger (else it hashes each sample's tensors);
 - ``RotatingValSampler`` + ``validations_before``: validation walking through the val set
   that resumes at the right slice; ``consumed_samples(trainer)``: the loader's position.
 
@@ -18,7 +18,6 @@ from workers.kit.data import (
     RotatingValSampler,
     WithSampleIds,
     consumed_samples,
-    content_sample_ids,
     validations_before,
 )
 from workers.kit.rng import RngStateCallback, gather_rng_states, rng_states, seed_rank, set_rng_states
@@ -30,7 +29,6 @@ __all__ = [
     "RotatingValSampler",
     "WithSampleIds",
     "consumed_samples",
-    "content_sample_ids",
     "gather_rng_states",
     "rng_states",
     "seed_rank",

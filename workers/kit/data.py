@@ -48,8 +48,6 @@ from torch.utils.data import Dataset, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
-from workers.ledger import batch_hash
-
 
 def _world() -> tuple[int, int]:
     """(world size, rank) of the initialized process group, else (1, 0)."""
@@ -211,7 +209,9 @@ class WithSampleIds(Dataset):
     """Wraps a map-style dataset so each item carries its index for the data ledger.
 
     A mapping item gains the key ``key``; any other item ``x`` becomes ``{key: i, "sample":
-    x}``. When the batch format must not change, use ``content_sample_ids`` instead.
+    x}``. Without ids the ledger identifies each sample by a hash of its tensors
+    (``workers.ledger.content_sample_ids``), which needs no change at all but reads
+    identical samples as one: wrap a dataset with duplicates.
     """
 
     def __init__(self, dataset: Dataset, key: str = "idx") -> None:
@@ -226,33 +226,6 @@ class WithSampleIds(Dataset):
         if isinstance(item, Mapping):
             return {**item, self.key: index}
         return {self.key: index, "sample": item}
-
-
-def _rows(value: Any, row: int) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value[row]
-    if isinstance(value, Mapping):
-        return {key: _rows(item, row) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_rows(item, row) for item in value]
-    return value
-
-
-def _batch_len(batch: Any) -> int:
-    if isinstance(batch, torch.Tensor):
-        return len(batch)
-    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else []
-    return next((_batch_len(v) for v in values if _batch_len(v)), 0)
-
-
-def content_sample_ids(batch: Any) -> list[str]:
-    """Per-sample ids from the batch's own tensors (a hash of each row), for the ledger.
-
-    Nothing in the dataset or the batch changes: define ``batch_sample_ids =
-    staticmethod(content_sample_ids)`` on the LightningModule. Identical samples share an
-    id, so prefer ``WithSampleIds`` for data with duplicates.
-    """
-    return [batch_hash(_rows(batch, row)) for row in range(_batch_len(batch))]
 
 
 # -- validation ------------------------------------------------------------------------------
