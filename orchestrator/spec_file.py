@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -126,9 +127,28 @@ def _module_file(importer: Path, module: str, level: int) -> Path | None:
         # The workers put the spec's directory first on sys.path; the cwd and the
         # interpreter's path follow.
         roots = [importer.resolve().parent, Path.cwd(), *(Path(p) for p in sys.path if p)]
+        roots += list(importer.resolve().parents)  # a project root above the spec
+        roots += _package_roots(parts[0]) if parts else []
     for root in roots:
         base = root.joinpath(*parts)
         for candidate in (base.with_suffix(".py"), base / "__init__.py"):
             if parts and candidate.is_file():
                 return candidate
     return None
+
+
+def _package_roots(top: str) -> list[Path]:
+    """Where an installed top-level package lives (an editable install maps it by a finder).
+
+    ``find_spec`` of a top-level name locates it without running its ``__init__``.
+    """
+    try:
+        found = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return []
+    if found is None:
+        return []
+    locations = list(found.submodule_search_locations or [])
+    if locations:
+        return [Path(location).parent for location in locations]
+    return [Path(found.origin).parent] if found.origin else []

@@ -40,7 +40,7 @@ from orchestrator.run.gpu import wait_for_gpu_release
 from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
 from orchestrator.run.multinode import MultiNodeLauncher
 from orchestrator.run.options import RunOptions
-from orchestrator.run.prewarm import can_prewarm, give_go_ahead, kill_unreleased, next_labels
+from orchestrator.run.prewarm import can_prewarm, give_go_ahead, kill_unreleased, next_labels, reference_room
 from orchestrator.run.process_tree import KillReport, kill_run
 from orchestrator.run.reference import shared_reference
 from orchestrator.run.timings import reference_placement, run_timings
@@ -123,6 +123,7 @@ class Orchestrator:
         self.warm: dict[str, tuple[PhaseHandle, PhaseRecord]] = {}
         self.warms_next: dict[str, str] = {}
         self.prewarm = can_prewarm(self.launcher, options.prewarm)
+        self.concurrent = False  # the reference runs alongside stop and go (prewarm.reference_room)
         # time.time() when the last stopping phase was confirmed dead.
         self.kill_confirmed_at: float | None = None
         self.outcome = RunOutcome(ExitCode.INTERNAL_ERROR, "", options.run_dir)
@@ -141,6 +142,9 @@ class Orchestrator:
             self.plans = {plan.label: plan for plan in plans}
             own_reference = self.options.reference and self.options.reference_from is None
             labels = [p.label for p in plans] + ([PHASE_CONTINUOUS] if own_reference else [])
+            if own_reference and reference_room(self.options, self.launcher):  # runs alongside from the start
+                self.concurrent, labels = True, labels[:-1]
+                self.warm[PHASE_CONTINUOUS] = self._start(PHASE_CONTINUOUS)
             self.warms_next = next_labels(labels) if self.prewarm else {}
             for plan in plans[:-1]:
                 self._stopping_phase(plan)
@@ -172,7 +176,7 @@ class Orchestrator:
             # A last sweep by the run id also finds processes that left the tree.
             leftover = kill_run(None, self.run_id)
             outcome.leftover_pids = leftover.survivors
-            reference = reference_placement(self.options.reference, self.options.reference_from)
+            reference = reference_placement(self.options.reference, self.options.reference_from, self.concurrent)
             total = time.monotonic() - started
             outcome.timings = run_timings(
                 outcome.phases, self.layout, total, self.kill_confirmed_at, self.prewarm, reference
@@ -197,7 +201,7 @@ class Orchestrator:
         """Makes ``phase`` the active one: a pre-warmed launch gets its go-ahead, else a fresh one."""
         warm = self.warm.pop(phase, None)
         proc, record = warm or self._start(phase)
-        if warm is not None:
+        if warm is not None and not (self.concurrent and phase == PHASE_CONTINUOUS):
             give_go_ahead(self.layout, phase)
             record.prewarmed_s = time.monotonic() - proc.started
             proc.started = time.monotonic()  # the phase's wall time and timeout count from here
@@ -216,14 +220,8 @@ class Orchestrator:
         proc = self.launcher.launch(phase, self.layout, tag, timeout, self.events, nproc_per_node=nproc, **extra)
         record = PhaseRecord(phase, proc.command, proc.pid, log=str(proc.log_path))
         how = "pre-warming (waits for its go-ahead)" if prewarmed else "launched"
-        self.events.event(
-            PHASE_STARTED,
-            phase,
-            f"{phase}: {how} torchrun (pid {proc.pid}, {nproc} workers)",
-            agent_pid=proc.pid,
-            nproc=nproc,
-            prewarmed=prewarmed,
-        )
+        message = f"{phase}: {how} torchrun (pid {proc.pid}, {nproc} workers)"
+        self.events.event(PHASE_STARTED, phase, message, agent_pid=proc.pid, nproc=nproc, prewarmed=prewarmed)
         return proc, record
 
     def _finish(self, proc: PhaseHandle, record: PhaseRecord, outcome: str) -> None:
@@ -408,6 +406,7 @@ class Orchestrator:
 
     def _raise_worker_failure(self, phase: str, code: ExitCode, exit_code: int | None, record: PhaseRecord) -> None:
         results = {r["rank"]: WorkerResult.from_dict(r) for r in record.results}
+        record.outcome = "failed" if record.outcome == "finished" else record.outcome  # the table agrees
         self._raise_spec_error(results)
         errors = [r for r in results.values() if r.error]
         if any(r.status == "no_checkpoint" for r in errors):  # a wrapped script (orchestrator.wrap)
