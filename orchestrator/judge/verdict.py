@@ -204,6 +204,10 @@ def judge(
             for raw in data.get("checks", []):
                 check = MetricCheck(**raw)
                 verdict.resume_checks.append(check)
+                if verdict.resumes and verdict.resumes[-1]["label"] == label:  # per resume point (--cycles)
+                    entry = verdict.resumes[-1]
+                    entry["values"] = entry.get("values", 0) + 1
+                    entry["mismatched"] = entry.get("mismatched", 0) + (not check.ok)
                 if not check.ok:
                     verdict.failures.append(f"at resume ({label}): " + _describe(check, "saved", "resumed"))
     if reference_metadata_dir is None:

@@ -133,9 +133,11 @@ def _phases(report: dict[str, Any]) -> str:
     bars = []
     for p in phases:
         share = 100.0 * max(p.get("wall_s") or 0.0, 0.01) / total
-        kill = '<span class="kill-mark" title="killed">✕</span>' if p.get("kill") and p["name"] == "stop" else ""
+        kill = '<span class="kill-mark" title="killed">✕</span>' if p.get("kill") else ""
+        # go1 ... goN (--cycles) are resumed phases too: coloured as go, killed ones darker.
+        kind = "go" if p["name"].startswith("go") else p["name"]
         bars.append(
-            f'<div class="bar {escape(p["name"])}" style="width:{share:.2f}%" '
+            f'<div class="bar {escape(kind)}{" killed" if p.get("kill") else ""}" style="width:{share:.2f}%" '
             f'title="{escape(p["name"])}: {p.get("wall_s", 0):.1f} s, {escape(p.get("outcome"))}">'
             f"<span>{escape(p['name'])} {p.get('wall_s', 0):.1f}s</span>{kill}</div>"
         )

@@ -43,7 +43,7 @@ tr.mismatch td, tr.nondeterministic td { background: #fef2f2; }
 .timeline .bar { position: relative; color: #fff; font-size: 12px; display: flex; align-items: center;
   padding-left: 8px; white-space: nowrap; overflow: hidden; border-right: 2px solid #fff; }
 .timeline .stop { background: #2563eb; } .timeline .go { background: #ea580c; }
-.timeline .continuous { background: #94a3b8; }
+.timeline .continuous { background: #94a3b8; } .timeline .go.killed { background: #9a3412; }
 .timeline .kill-mark { position: absolute; right: 6px; font-weight: 800; color: #fee2e2; }
 ul.failures { font-family: ui-monospace, monospace; font-size: 12px; padding-left: 18px; margin: 0; }
 ul.failures li { margin: 2px 0; word-break: break-word; }

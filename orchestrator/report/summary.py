@@ -148,9 +148,11 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
         else:
             lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
             lines += _table(_check_rows(verdict.resume_checks), ["metric", "rank", "saved", "resumed", "verdict"])
-        for name, comparison in (("stop", verdict.stop_vs_reference), ("go", verdict.go_vs_reference)):
-            if comparison is None:
-                continue
+        if len(verdict.resumes) > 1:  # --cycles: every resume point, each against what it saved
+            for r in verdict.resumes:
+                state = "identical" if not r.get("mismatched") else f"{r['mismatched']} mismatched"
+                lines.append(f"  {r['label']} resumed at step {r['resumed_step']}: {r.get('values', 0)} values {state}")
+        for name, comparison in verdict.trajectories.items():
             span = f"steps {comparison.steps[0]}-{comparison.steps[-1]}" if comparison.steps else "no steps"
             state = "identical" if comparison.ok else f"{len(comparison.divergences)} divergent metric(s)"
             lines.append(
