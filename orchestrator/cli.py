@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         "vouches that its spec's continuous run is this one's, as self-test does for SHARES_REFERENCE)",
     )
     scenario.add_argument(
+        "--concurrent-reference",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="run the continuous reference alongside stop and go: auto does where the machine has room "
+        "(CPU only, 4 cores per rank), else it runs after go (default: auto)",
+    )
+    scenario.add_argument(
         "--no-prewarm",
         dest="prewarm",
         action="store_false",
@@ -372,6 +379,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         go_nproc_per_node=args.go_nproc_per_node,
         prewarm=args.prewarm,
         reference_from=args.reference_from.resolve() if args.reference_from else None,
+        concurrent_reference=args.concurrent_reference,
         epoch_coverage=args.epoch_coverage,
         worker_argv=script.worker_argv if script else None,
     )

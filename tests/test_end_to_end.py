@@ -86,9 +86,17 @@ def test_default_run_leaves_no_process(default_run: Run) -> None:
 
 
 def test_broken_scheduler_fails_naming_learning_rate(tmp_path: Path) -> None:
-    run = run_orchestrator(BROKEN_SPEC, tmp_path / "run")
+    # The reference runs alongside stop and go here (auto does so only with 4 cores a rank).
+    run = run_orchestrator(BROKEN_SPEC, tmp_path / "run", "--concurrent-reference", "always")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert "learning_rate" in run.stderr
+    report = run.report
+    assert report["timings"]["reference"] == "concurrent"
+    stop, go, continuous = report["phases"]
+    # Launched before the stop was killed: it ran alongside, in processes of its own.
+    assert continuous["name"] == "continuous" and continuous["prewarmed_s"] is None
+    assert continuous["results"][0]["started_at"] < report["timings"]["kill_confirmed_at"]
+    assert not set(continuous["pids"]) & (set(stop["pids"]) | set(go["pids"]))
     failures = run.report["verdict"]["failures"]
     assert any("learning_rate" in f and "step 3" in f for f in failures), failures
     assert_nothing_left(run.run_dir)

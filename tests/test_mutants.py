@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.judge.causes import DATA
 from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, discover
 from tests.conftest import REPO, assert_nothing_left
 
@@ -45,7 +46,8 @@ def self_test(tmp_path_factory: pytest.TempPathFactory) -> SelfTestRun:
     run_root = tmp_path_factory.mktemp("self_test") / "runs"
     proc = subprocess.run(
         # Two runs at once: one run leaves a core mostly idle (imports, rendezvous, polling).
-        [sys.executable, "-m", "orchestrator", "self-test", "--no-control", "--jobs", "2", "--run-dir", str(run_root)],
+        # With the control: its continuous reference serves the SHARES_REFERENCE mutants.
+        [sys.executable, "-m", "orchestrator", "self-test", "--jobs", "2", "--run-dir", str(run_root)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -86,7 +88,11 @@ def test_mutant_fails_with_exit_1_naming_its_metric(self_test: SelfTestRun, muta
     assert report["exit_code"] == 1
     findings = [f for f in report["verdict"]["findings"] if f["metric"] == mutant.caught_by]
     assert findings, report["verdict"]["failures"]
-    assert result["caught"] and result["finding"] == findings[0]
+    assert result["caught"] and {k: v for k, v in result["finding"].items() if k != "cause_id"} == findings[0]
+    # Root cause first: the first diagnosis names the mutant's declared cause, with a fix.
+    assert mutant.expected_cause, f"{mutant.name} declares no EXPECTED_CAUSE"
+    assert report["diagnosis"][0]["cause_id"] == mutant.expected_cause, report["diagnosis"][0]
+    assert report["diagnosis"][0]["fix"]
     assert findings[0]["rank"] in (0, 1) and findings[0]["step"] is not None
     assert_nothing_left(self_test.run_root / mutant.name)
 
@@ -99,6 +105,30 @@ def test_self_test_prints_caught_all_with_metric_rank_and_step(self_test: SelfTe
         finding = self_test.result(mutant.name)["finding"]
         line = next(ln for ln in self_test.stdout.splitlines() if ln.startswith(f"caught   {mutant.name}:"))
         assert f"{mutant.caught_by} on rank {finding['rank']}, first divergent step {finding['step']}" in line
+
+
+def test_control_verifies_and_serves_the_shared_references(self_test: SelfTestRun) -> None:
+    assert self_test.summary()["control_ok"] is True
+    assert (self_test.run_root / "references").is_dir()
+    sharers = [m for m in MUTANTS if m.shares_reference is not None]
+    assert len(sharers) >= 4
+    for mutant in MUTANTS:
+        report = json.loads((self_test.run_root / mutant.name / "report.json").read_text())
+        phases = [p["name"] for p in report["phases"]]
+        if mutant in sharers:  # no continuous phase of its own: the control's, judged all the same
+            assert report["timings"]["reference"] == f"shared from {self_test.run_root / 'control'}"
+            assert phases == ["stop", "go"] and report["verdict"]["go_vs_reference"] is not None
+        else:
+            assert not report["timings"]["reference"].startswith("shared"), mutant.name
+
+
+def test_sampler_restart_is_diagnosed_as_data_with_cause_and_fix(self_test: SelfTestRun) -> None:
+    report = json.loads((self_test.run_root / "sampler_restart" / "report.json").read_text())
+    root = report["diagnosis"][0]
+    assert root["metric"] in DATA and root["cause_id"] == "sampler_restart", root
+    assert "stateful loader" in root["fix"] and root["cause"]
+    output = (self_test.run_root / "sampler_restart.out").read_text()
+    assert "root cause: " in output and "  cause: " in output and "  fix: " in output
 
 
 def test_rng_replicated_is_caught_on_rank_1_only(self_test: SelfTestRun) -> None:

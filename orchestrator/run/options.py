@@ -38,6 +38,8 @@ class RunOptions:
     prewarm: bool = True
     # --reference-from: a finished run dir whose continuous reference this run reuses.
     reference_from: Path | None = None
+    # --concurrent-reference: auto (where the machine has room), always or never.
+    concurrent_reference: str = "auto"
     # --cover-epoch-boundary: a second stop (go1) at the first checkpoint of a later epoch
     # than the first resume's, so the final go resumes after an epoch boundary (issue 12).
     epoch_coverage: bool = False

@@ -14,6 +14,8 @@ allocation, so an early start would hold resources the running phase needs).
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 import signal
 import time
 from typing import Any
@@ -25,6 +27,21 @@ from orchestrator.run.launcher import Launcher, PhaseHandle
 def can_prewarm(launcher: Launcher, wanted: bool) -> bool:
     """Whether phases of this run start early: asked for, and the launcher supports it."""
     return wanted and bool(getattr(launcher, "supports_prewarm", False))
+
+
+def reference_room(options: Any, launcher: Launcher) -> bool:
+    """Whether the continuous reference runs alongside stop and go (``--concurrent-reference``).
+
+    ``auto``: on a CPU-only machine with cores for both at once (4 per rank: each phase's
+    ranks, and a pre-warmed phase importing next to them); never on a GPU machine, where it
+    would need GPUs disjoint from the phases' (the suite's packer gives whole runs those).
+    """
+    mode = getattr(options, "concurrent_reference", "auto")
+    if mode == "never" or not getattr(launcher, "supports_prewarm", False):
+        return False
+    if mode == "always":
+        return True
+    return shutil.which("nvidia-smi") is None and (os.cpu_count() or 1) >= 4 * options.world_size
 
 
 def give_go_ahead(layout: RunLayout, label: str) -> float:

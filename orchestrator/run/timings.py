@@ -20,11 +20,13 @@ def first_step_time(layout: RunLayout, label: str) -> float | None:
     return max(known) if known else None
 
 
-def reference_placement(reference: bool, shared_from: object | None) -> str:
+def reference_placement(reference: bool, shared_from: object | None, concurrent: bool = False) -> str:
     """Where the run's continuous reference came from, for the report."""
     if not reference:
         return "none"
-    return f"shared from {shared_from}" if shared_from is not None else "after go"
+    if shared_from is not None:
+        return f"shared from {shared_from}"
+    return "concurrent" if concurrent else "after go"
 
 
 def run_timings(
