@@ -126,3 +126,27 @@ def test_full_disk_exits_7_and_leaves_nothing_to_trust(full_disk: Path) -> None:
     assert proc.returncode == 7
     assert "No space left on device" in one_line(proc.stderr)
     assert not (full_disk / "run" / "run.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("digest", "extra", "expected"),
+    [
+        (None, (), "not an orchestrator run dir"),
+        ("0000000000000000", (), "made by other orchestrator/workers code"),
+        ("current", (), "no finished 2-rank continuous reference there"),
+        ("current", ("--no-reference",), "--reference-from and --no-reference contradict each other"),
+    ],
+)
+def test_unusable_shared_reference_is_refused(
+    tmp_path: Path, digest: str | None, extra: tuple[str, ...], expected: str
+) -> None:
+    from orchestrator.run.reference import code_digest
+
+    shared = tmp_path / "earlier"
+    shared.mkdir()
+    if digest is not None:
+        (shared / "run.json").write_text(f'{{"code_digest": "{code_digest() if digest == "current" else digest}"}}')
+    proc = _cli(str(DEFAULT_SPEC), "--run-dir", str(tmp_path / "run"), "--reference-from", str(shared), *extra)
+    assert proc.returncode == 2
+    assert expected in one_line(proc.stderr)
+    assert not (tmp_path / "run").exists()
