@@ -232,11 +232,15 @@ def _prepare_run_dir(run_dir: Path) -> RunLayout:
     return layout
 
 
-SUBCOMMANDS = ("sbatch", "suite", "self-test", "run")
+SUBCOMMANDS = ("sbatch", "suite", "self-test", "run", "doctor")
 
 
 def _run_subcommand(name: str, argv: list[str]) -> int:
-    """``python -m orchestrator sbatch|suite|self-test|run ...``: handed whole to that module's main."""
+    """``python -m orchestrator sbatch|suite|self-test|run|doctor ...``: handed whole to that module's main."""
+    if name == "doctor":
+        from orchestrator.run.doctor import main as doctor_main
+
+        return doctor_main(argv)
     if name == "sbatch":
         from orchestrator.slurm.sbatch import main as sbatch_main
 
