@@ -51,10 +51,16 @@ def test_calibrate_measures_noise_and_writes_tolerances(calibration: tuple[Run, 
         assert (run.run_dir / "calibration" / f"run{n}" / "logs" / "continuous.log").stat().st_size > 0
 
 
-def test_noise_beyond_the_default_tolerance_fails_without_override(tmp_path: Path) -> None:
+def test_noise_beyond_the_default_tolerance_is_a_nondeterministic_spec(tmp_path: Path) -> None:
+    # Stop already differs from the reference before its stop: exit 9, not a resume mismatch.
     run = run_orchestrator(NOISY_SPEC, tmp_path / "run", "--quiet")
-    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
-    assert "jitter" in run.stderr
+    assert run.returncode == 9, run.stderr + run.stdout[-3000:]
+    assert "jitter" in run.stderr and "not deterministic" in run.stderr
+    failures = run.report["verdict"]["failures"]
+    assert len(failures) == 1 and "after resume" not in failures[0]  # go's differences are not listed
+    (diagnosis,) = run.report["diagnosis"]
+    assert diagnosis["cause_id"] == "nondeterministic" and diagnosis["metric"] == "jitter"
+    assert "unseeded" in run.stdout or "seed" in diagnosis["fix"]
     assert_nothing_left(run.run_dir)
 
 

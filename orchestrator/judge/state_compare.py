@@ -142,6 +142,20 @@ def compare_state(
     return worst or StateDifference(metric, rank, steps[0], "(none)", 0.0, 0.0, True, rtol, atol)
 
 
+def widened_tolerances(
+    trajectories: dict[int, list[dict[str, Any]]], tolerances: Tolerances | None
+) -> dict[str, list[float]]:
+    """Every recorded metric's tolerance, at least the state's (ints and strings stay exact)."""
+    from orchestrator.judge.compare import tolerance_for
+
+    names = {m for entries in trajectories.values() for e in entries for m in e.get("metrics", {})}
+    table = {}
+    for name in names:
+        rtol, atol = tolerance_for(name, tolerances)
+        table[name] = [max(rtol, STATE_RTOL), max(atol, STATE_ATOL)]
+    return table
+
+
 def rejudge_state_digests(
     comparison: Any,
     candidate: dict[int, list[dict[str, Any]]],

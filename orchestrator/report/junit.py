@@ -57,6 +57,10 @@ def failure_text(report: dict[str, Any]) -> tuple[str, str]:
     first = first_divergences(rows)
     message = divergence_sentence(first[0]) if first else str(report.get("message", ""))
     lines = [str(report.get("message", ""))]
+    diagnosis = report.get("diagnosis") or []
+    if diagnosis:  # root cause first, as the terminal shows it
+        root = diagnosis[0]
+        lines += ["", f"root cause: {root['detail']}", f"  cause: {root['cause']}", f"  fix:   {root['fix']}"]
     if first:
         lines += ["", "first divergent step of each metric:"] + [f"  {divergence_sentence(r)}" for r in first]
     if rows:
