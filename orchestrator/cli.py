@@ -145,10 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         "imports everything and waits for the previous phase to be confirmed dead)",
     )
     scenario.add_argument(
-        "--bitwise",
-        action="store_true",
-        help="judge weights, buffers and optimizer state bit for bit (default: per tensor, within the "
-        "noise floor, so a different summation order in a reduction is a note, not a failure)",
+        "--bitwise", action="store_true", help="judge state digests bit for bit (default: per tensor, within tolerance)"
     )
     scenario.add_argument(
         "--calibrate",
@@ -276,7 +273,7 @@ def _calibrate(args: argparse.Namespace, run_dir: Path, out: TextIO, lock: FileL
     """``--calibrate``: two continuous runs and the noise floor of every metric."""
     from orchestrator.run.calibrate import CalibrationFailed, run_calibration
 
-    events = PlainEvents(out, echo_workers=not args.quiet)
+    events = PlainEvents(out, echo_workers=args.verbose, show_errors=not args.quiet)
     try:
         return run_calibration(
             args.spec.resolve(), run_dir, args.harness, args.nproc_per_node, args.timeout, events, out
