@@ -24,6 +24,9 @@ def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
     assert run.returncode == 4, run.stderr
     assert "go phase failed" in run.stderr
     assert "injected crash at step 5" in run.stderr
+    # The phase table agrees with the verdict, and the failed rank's traceback is shown.
+    assert [p["outcome"] for p in run.report["phases"] if p["name"] == "go"] == ["failed"]
+    assert "worker traceback" in run.stdout and "injected crash at step 5" in run.stdout
     assert_nothing_left(run.run_dir)
 
 
