@@ -2,7 +2,9 @@
 
 It resumes by itself from ``checkpoints/last.ckpt`` when that exists. ``--loader plain``
 uses a shuffled ``torch.utils.data.DataLoader``; ``--loader stateful`` (default) a
-``torchdata`` ``StatefulDataLoader``, whose position Lightning saves in the checkpoint.
+``torchdata`` ``StatefulDataLoader``, whose position Lightning saves in the checkpoint
+(sharded over ranks by torchdata's ``StatefulDistributedSampler``, not Lightning's own
+``DistributedSampler``, which has no state to save).
 
     torchrun --nproc-per-node 2 plain_train.py --max-steps 8 --every 3
 """
@@ -44,11 +46,14 @@ def dataset() -> TensorDataset:
     return TensorDataset(x, x.sum(dim=1, keepdim=True))
 
 
-def loader(kind: str) -> DataLoader:
+def loader(kind: str, world: int) -> DataLoader:
     generator = torch.Generator().manual_seed(1)
     if kind == "stateful":
         from torchdata.stateful_dataloader import StatefulDataLoader
+        from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
+        if world > 1:  # Lightning's own DistributedSampler has no state: shard with a stateful one
+            return StatefulDataLoader(dataset(), batch_size=4, sampler=StatefulDistributedSampler(dataset(), seed=1))
         return StatefulDataLoader(dataset(), batch_size=4, shuffle=True, generator=generator)
     return DataLoader(dataset(), batch_size=4, shuffle=True, generator=generator)
 
@@ -72,9 +77,10 @@ def main(model_cls: type[pl.LightningModule] = Regression) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
+        use_distributed_sampler=args.loader == "plain",
     )
     last = Path("checkpoints/last.ckpt")
-    trainer.fit(model_cls(), loader(args.loader), ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(model_cls(), loader(args.loader, world), ckpt_path=str(last) if last.exists() else None)
 
 
 if __name__ == "__main__":
