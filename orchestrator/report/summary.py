@@ -77,6 +77,13 @@ def _check_rows(checks: list[MetricCheck]) -> list[list[str]]:
     ]
 
 
+def _resume_points(verdict: Any) -> str:
+    steps = [str(r["resumed_step"]) for r in verdict.resumes]
+    if len(steps) > 1:
+        return f"resume points (steps {', '.join(steps)})"
+    return f"resume point (step {verdict.resume_step})"
+
+
 def rank_span(ranks: list[int]) -> str:
     """``[0, 1, 2]`` as ``0-2``, ``[0, 2]`` as ``0,2``."""
     ranks = sorted(set(ranks))
@@ -142,8 +149,7 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
         if verdict.resume_checks and all(c.ok for c in verdict.resume_checks):
             lines += [
                 "",
-                f"resume point (step {verdict.resume_step}): {len(verdict.resume_checks)} values saved vs "
-                "resumed: identical",
+                f"{_resume_points(verdict)}: {len(verdict.resume_checks)} values saved vs resumed: identical",
             ]
         else:
             lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
