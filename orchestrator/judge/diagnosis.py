@@ -114,9 +114,9 @@ Test = Callable[[Mapping[str, Any], Sequence[Mapping[str, Any]], Mapping[str, An
 def _resumed_other_checkpoint(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]) -> bool:
     completed = ctx.get("completed_checkpoints") or []
     resumed = [r.get("checkpoint") for r in ctx.get("resumes") or []]
-    # A resume from the checkpoint stop completed, or from its last.ckpt copy, is in order.
+    # A resume from the checkpoint stop completed, or from its last(.ckpt) copy, is in order.
     return any(
-        want and got and Path(got).name not in (Path(want).name, "last.ckpt")
+        want and got and Path(got).stem not in (Path(want).stem, "last")
         for want, got in zip(completed, resumed, strict=False)
     )
 
