@@ -1,0 +1,113 @@
+"""Issue 12, the run side: stops on any checkpoint cadence, coverage, spec errors early,
+checkpoints vetted as go loads them, the ledger without sample ids, quiet output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEFAULT_SPEC, SPECS, Run, one_line, orchestrator_command, run_orchestrator
+
+
+def _run_in(cwd: Path, spec: Path, run_dir: Path, *extra: str, timeout: float = 600) -> Run:
+    """Runs the orchestrator with ``cwd`` as the working directory (nothing may land there)."""
+    proc = subprocess.run(
+        orchestrator_command(spec, run_dir, *extra), capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+    return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
+
+
+def test_ambiguous_harness_fails_before_any_launch(tmp_path: Path) -> None:
+    started = time.monotonic()
+    run = _run_in(tmp_path, SPECS / "two_harnesses.py", tmp_path / "run", timeout=60)
+    assert run.returncode == 2
+    assert "choose one with --harness" in one_line(run.stderr)
+    assert time.monotonic() - started < 3
+    assert not (tmp_path / "run" / "logs").exists()  # no torchrun was launched
+
+
+def test_unknown_harness_name_fails_before_any_launch(tmp_path: Path) -> None:
+    run = _run_in(tmp_path, SPECS / "two_harnesses.py", tmp_path / "run", "--harness", "Third", timeout=60)
+    assert run.returncode == 2
+    assert "no harness class 'Third'" in one_line(run.stderr)
+    assert not (tmp_path / "run" / "logs").exists()
+
+
+def test_kill_at_past_the_last_step_fails_at_train_start(tmp_path: Path) -> None:
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-at", "10000", "--no-reference")
+    assert run.returncode == 2, run.stderr
+    assert "--kill-at 10000 is not before the run's last step (12)" in one_line(run.stderr)
+    assert "ChildFailedError" not in run.stdout + run.stderr
+
+
+@pytest.fixture(scope="module")
+def covered_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+    cwd = tmp_path_factory.mktemp("cwd")
+    run = _run_in(cwd, DEFAULT_SPEC, tmp_path_factory.mktemp("covered") / "run", "--cover-epoch-boundary")
+    return run, cwd
+
+
+def test_covered_run_resumes_after_an_epoch_boundary(covered_run: tuple[Run, Path]) -> None:
+    run, _ = covered_run
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    report = run.report
+    assert [p["name"] for p in report["phases"]][:3] == ["stop", "go1", "go"]
+    coverage = report["coverage"]
+    points = {p["label"]: p for p in coverage["resume_points"]}
+    assert points["stop"]["step"] == 2 and points["stop"]["epoch"] == 0
+    # go1 stopped at the first checkpoint of epoch 1 (8 steps per epoch, one every 2).
+    assert points["go1"]["step"] == 10 and points["go1"]["epoch"] == 1
+    assert points["go1"]["batches_per_epoch"] == 8 and points["go1"]["accumulate_grad_batches"] == 1
+    assert {"mid-epoch", "after an epoch boundary"} <= set(coverage["exercised"])
+    missing = {m["situation"]: m["option"] for m in coverage["not_exercised"]}
+    assert missing["at an epoch boundary"] == "--kill-at 8"
+    assert "coverage: resumed stop: step 2" in run.stdout
+
+
+def test_covered_run_is_quiet_and_writes_nothing_outside_the_run_dir(covered_run: tuple[Run, Path]) -> None:
+    run, cwd = covered_run
+    assert len(run.stdout.splitlines()) <= 40, run.stdout
+    assert "[stop r" not in run.stdout and "\x1b[" not in run.stdout
+    assert list(cwd.iterdir()) == []  # no lightning_logs/ or anything else
+    assert (run.run_dir / "logs" / "stop").is_dir()  # the workers' per-rank logs
+
+
+def test_epoch_only_bug_fails_with_epoch_coverage(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run", "--cover-epoch-boundary")
+    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
+    assert run.report["coverage"]["resume_points"][1]["epoch"] == 1
+
+
+def test_epoch_end_checkpoints_are_stopped_at_without_options(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run", "--no-reference")
+    report = run.report
+    # The stop found the end of epoch 0's checkpoint by itself; the resume point matched.
+    assert report["sentinel"]["step"] == 8
+    assert report["verdict"] is not None
+    assert all(c["ok"] for c in report["verdict"]["resume_checks"])
+    assert report["coverage"]["exercised"][0] == "at an epoch boundary"
+
+
+def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "numpy_in_checkpoint.py", tmp_path / "run", "--no-reference")
+    assert run.returncode == 3, run.stderr
+    line = one_line(run.stderr)
+    assert "weights_only=True" in line
+    assert "checkpoint['numpy_rng'][1] is a numpy.ndarray" in line
+    assert "\x1b[" not in run.stdout + run.stderr
+    assert run.report["phases"][0]["name"] == "stop"
+
+
+def test_ledger_without_sample_ids_catches_a_repeated_sample(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "sampler_restart_without_ids.py", tmp_path / "run")
+    assert run.returncode == 1, run.stderr
+    failures = run.report["verdict"]["failures"]
+    assert any("sample_ledger" in f and "#" in f for f in failures), failures
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
