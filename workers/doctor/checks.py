@@ -151,16 +151,16 @@ def check_loader_generators(setup: Setup) -> list[Finding]:
         if loader is None or not hasattr(loader, "generator") or loader.generator is not None:
             continue
         sampler = _sampler(loader)
-        own = getattr(sampler, "generator", None) is not None or isinstance(sampler, DistributedSampler)
-        what = "its workers' base seed" + ("" if own else " and its shuffling order")
+        global_order = isinstance(sampler, RandomSampler) and sampler.generator is None
+        what = "its workers' base seed" + (" and its shuffling order" if global_order else "")
         findings.append(
             Finding(
                 "loader-global-rng",
                 f"the {name} loader has no generator: every new iterator draws {what} from the global torch RNG, "
                 "and a resumed run creates its iterators at other points than a continuous one, so the global "
                 "stream (dropout included) shifts",
-                f"pass generator=torch.Generator().manual_seed(SEED) to the DataLoader, or use {KIT}.ResumableLoader "
-                "for the train loader",
+                "pass generator=torch.Generator().manual_seed(SEED) to the DataLoader, or use "
+                f"{KIT}.ResumableLoader (shuffle=False for validation)",
             )
         )
     return findings

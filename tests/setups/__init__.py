@@ -1,0 +1,1 @@
+"""Ordinary training setups written for the tests: as a user has them, and ported with the kit."""

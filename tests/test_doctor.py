@@ -1,0 +1,63 @@
+"""The doctor: each resume hazard of ``tests/specs/doctor/`` is flagged, the default spec is not.
+
+The patterns are checked in this process (``workers.doctor.diagnose``, the doctor's own
+entry point); the command line (``python -m orchestrator doctor``: exit codes, output)
+runs in real subprocesses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS
+from workers.doctor import diagnose
+from workers.spec_loader import load_spec_module, pick_harness
+
+pytestmark = pytest.mark.timeout(600)
+
+HAZARDS = sorted(p for p in (SPECS / "doctor").glob("*.py") if p.name != "__init__.py")
+
+
+def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "doctor", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def test_at_least_six_distinct_patterns_have_a_setup() -> None:
+    expected = {load_spec_module(path).EXPECTED for path in HAZARDS}
+    assert len(expected) >= 6
+
+
+@pytest.mark.parametrize("spec", HAZARDS, ids=lambda p: p.stem)
+def test_each_hazard_is_flagged_alone_with_a_fix(spec: Path) -> None:
+    module = load_spec_module(spec)
+    findings = diagnose(pick_harness(module, None))
+    assert [f.pattern for f in findings] == [module.EXPECTED]
+    assert findings[0].fix
+
+
+def test_default_spec_has_no_findings_even_with_strict() -> None:
+    proc = doctor(str(DEFAULT_SPEC), "--strict")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing found that would not resume" in proc.stdout
+    assert "[" not in proc.stdout and "fix:" not in proc.stdout
+
+
+def test_findings_are_advice_unless_strict() -> None:
+    spec = str(SPECS / "doctor" / "counter_attribute.py")
+    advice = doctor(spec)
+    assert advice.returncode == 0, advice.stderr
+    assert "[state-outside-state-dict]" in advice.stdout and "self.samples_seen" in advice.stdout
+    assert "fix: keep it in a buffer" in advice.stdout
+    assert doctor(spec, "--strict").returncode == 1
+
+
+def test_a_bad_spec_exits_2_in_one_line(tmp_path: Path) -> None:
+    proc = doctor(str(tmp_path / "missing.py"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: spec file not found")
