@@ -53,7 +53,10 @@ def loader(kind: str, world: int) -> DataLoader:
         from torchdata.stateful_dataloader.sampler import StatefulDistributedSampler
 
         if world > 1:  # Lightning's own DistributedSampler has no state: shard with a stateful one
-            return StatefulDataLoader(dataset(), batch_size=4, sampler=StatefulDistributedSampler(dataset(), seed=1))
+            # Built before Lightning starts the process group: rank and world from torchrun's env.
+            rank = int(os.environ.get("RANK", "0"))
+            sampler = StatefulDistributedSampler(dataset(), num_replicas=world, rank=rank, seed=1)
+            return StatefulDataLoader(dataset(), batch_size=4, sampler=sampler)
         return StatefulDataLoader(dataset(), batch_size=4, shuffle=True, generator=generator)
     return DataLoader(dataset(), batch_size=4, shuffle=True, generator=generator)
 
