@@ -106,8 +106,8 @@ def test_script_without_step_checkpoints_fails_fast(tmp_path: Path) -> None:
 
 def test_lightning_cli_script_resumes_with_go_args(tmp_path: Path) -> None:
     # What Lightning 2.6 really does with this unmodified script: go resumes from the stop's
-    # epoch-end checkpoint (saved in on_train_epoch_end) and the resume point matches, but the
-    # resumed run replays that epoch's end: the StepLR steps twice and the epoch lags by one.
+    # epoch-end checkpoint (saved in on_train_epoch_end) and the resume point matches, but at
+    # the first step after it go's StepLR is one step ahead and its epoch one behind.
     run = run_script(
         tmp_path / "run",
         "--nproc-per-node",
