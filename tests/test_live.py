@@ -80,7 +80,8 @@ def test_live_view_shows_phases_steps_and_the_kill(live_run: tuple[int, str, Pat
     assert re.search(r"\br1 \S+ 12/12", final)
     assert "stop: sentinel at step 2" in final
     assert re.search(r"✕ stop: \d+ processes killed with SIGKILL", final)
-    assert "go: relaunched fresh workers" in final
+    # go's workers are fresh: pre-warmed by their own torchrun during stop, or relaunched after the kill.
+    assert re.search(r"go: (fresh workers pre-warming|relaunched fresh workers)", final), final[:2000]
     # While it ran, the step counters moved (frames with a go step between 2 and 12).
     assert re.search(r"go\s+running\s+r0 \S+ ([3-9]|1[01])/12", text) or re.search(r"r0 \S+ ([3-9]|1[01])/12", text)
 

@@ -22,7 +22,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from harness_specs.tiny_lightning import MAX_STEPS, SEED, TinyDataModule, TinyRegressionModule
-from workers import Mode, StopAndGoHarness, torchrun_trainer_kwargs
+from workers import Mode, RngStateCallback, StopAndGoHarness, torchrun_trainer_kwargs
 
 
 class SeedStyleHarness(StopAndGoHarness):
@@ -43,7 +43,8 @@ class SeedStyleHarness(StopAndGoHarness):
             logger=False,
             enable_progress_bar=False,
             enable_model_summary=False,
-            callbacks=self.get_callbacks(mode),
+            # The default spec's module draws dropout from the global RNG: the kit restores it per rank.
+            callbacks=[*self.get_callbacks(mode), RngStateCallback()],
             **torchrun_trainer_kwargs(),
         )
 

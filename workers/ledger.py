@@ -117,12 +117,15 @@ class BatchRecorder:
 
     def record(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         """Adds one training batch (call before the batch is trained)."""
+        ids = batch_sample_ids(module, batch)
+        # An empty list is an answer (a model-parallel peer counts no samples of its own); only
+        # a batch with no ids at all is identified by its content.
         self.entries.append(
             {
                 "step": trainer.global_step,  # steps done before this batch
                 "epoch": trainer.current_epoch,
                 "batch_idx": batch_idx,
-                "ids": batch_sample_ids(module, batch) or content_sample_ids(batch),
+                "ids": content_sample_ids(batch) if ids is None else ids,
                 "hash": batch_hash(batch),
             }
         )

@@ -104,7 +104,10 @@ class LiveEvents:
             current = self._find(phase)
             if kind == PHASE_STARTED and phase is not None:
                 self._phases.append(_Phase(phase, now, nproc=data.get("nproc")))
-                if self._killed_once:
+                if data.get("prewarmed"):  # a fresh torchrun that waits for the kill before it trains
+                    message = f"{phase}: fresh workers pre-warming (torchrun pid {data.get('agent_pid')})"
+                    style = "bold cyan"
+                elif self._killed_once:
                     message = f"{phase}: relaunched fresh workers (torchrun pid {data.get('agent_pid')})"
                     style = "bold cyan"
             elif kind == SENTINEL_SEEN:
