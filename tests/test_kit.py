@@ -53,6 +53,8 @@ def test_the_same_setup_without_the_kit_fails_and_the_doctor_points_at_the_kit(t
     run = run_orchestrator(PLAIN, tmp_path / "run", "--no-reference", "--quiet", timeout=900)
     assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]
     assert "rng_torch" in {f["metric"] for f in run.report["verdict"]["findings"]}
+    # The run's own diagnosis points at the kit, not only the doctor.
+    assert "kit" in run.report["diagnosis"][0]["fix"], run.report["diagnosis"][0]
     assert_nothing_left(run.run_dir)
     doctor = subprocess.run(
         [sys.executable, "-m", "orchestrator", "doctor", str(PLAIN)],

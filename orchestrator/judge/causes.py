@@ -79,15 +79,15 @@ CATALOG: list[dict[str, Any]] = [
         "test": "equal_across_ranks",
         "cause": "RNG saved from rank 0 only: every rank resumed with rank 0's random state",
         "fix": "save each rank's RNG state (per-rank files, or gather all ranks' states into the checkpoint) "
-        "and restore rank r's state on rank r",
+        "and restore rank r's state on rank r; the kit's workers.RngStateCallback does both",
     },
     {
         "id": "rng_not_restored",
         "metrics": list(RNG),
         "cause": "the random number generators were not restored from the checkpoint (dropout, augmentation "
         "and sampling draw other numbers after the resume)",
-        "fix": "save torch/numpy/python (and CUDA) RNG states in on_save_checkpoint and set them back in "
-        "on_load_checkpoint, per rank",
+        "fix": "add the kit's workers.RngStateCallback to the Trainer (every rank's torch/numpy/python/CUDA "
+        "state, weights_only-safe), or save and restore them yourself in on_save/on_load_checkpoint",
     },
     {
         "id": "scheduler_off_by_one",
