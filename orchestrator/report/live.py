@@ -38,7 +38,7 @@ from orchestrator.report.run_data import (
     rank_label,
     short,
 )
-from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN
+from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_SKIPPED, PHASE_STARTED, SENTINEL_SEEN
 from orchestrator.run.progress import read_progress
 
 STYLES = {OK: "green", MISMATCH: "bold red", NONDETERMINISTIC: "bold magenta", MISSING: "yellow"}
@@ -118,6 +118,8 @@ class LiveEvents:
                 if current is not None:
                     current.killed = True
                 message = "✕ " + message
+            elif kind == PHASE_SKIPPED:  # its pre-warmed workers are gone: no row for it
+                self._phases = [p for p in self._phases if p.label != phase]
             elif kind == PHASE_FINISHED and current is not None:
                 current.wall_s = data.get("wall_s")
                 current.exit_code = data.get("exit_code")

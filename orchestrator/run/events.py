@@ -17,6 +17,7 @@ PHASE_STARTED = "phase_started"  # agent_pid, nproc
 SENTINEL_SEEN = "sentinel_seen"  # step, checkpoint_path
 KILLED = "killed"  # signal, pids, latency_s
 PHASE_FINISHED = "phase_finished"  # wall_s, exit_code, outcome
+PHASE_SKIPPED = "phase_skipped"  # a planned phase the run turned out not to need
 
 
 class RunEvents(Protocol):

@@ -13,7 +13,6 @@ allocation, so an early start would hold resources the running phase needs).
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import signal
@@ -51,9 +50,31 @@ def give_go_ahead(layout: RunLayout, label: str) -> float:
     return now
 
 
-def next_labels(labels: list[str]) -> dict[str, str]:
-    """Which phase warms while which runs: each label's successor in ``labels``."""
-    return dict(itertools.pairwise(labels))
+def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozenset()) -> dict[str, list[str]]:
+    """Which phases warm while which runs: each label's successor in ``labels``.
+
+    An ``optional`` successor (one the runner may drop once the current phase has told it
+    enough, like the default scenario's ``go1``) warms together with the phase after it,
+    so that whichever runs next is warm.
+    """
+    following: dict[str, list[str]] = {}
+    for i, label in enumerate(labels[:-1]):
+        nxt = [labels[i + 1]]
+        if labels[i + 1] in optional and i + 2 < len(labels):
+            nxt.append(labels[i + 2])
+        following[label] = nxt
+    return following
+
+
+def kill_warm(proc: PhaseHandle, record: Any, layout: RunLayout, outcome: str) -> Any:
+    """Kills one pre-warmed phase that will never get its go-ahead; returns its filled-in record."""
+    record.kill = proc.kill(signal.SIGKILL, 5.0).to_dict()
+    record.exit_code = proc.reap()
+    record.wall_s = time.monotonic() - proc.started
+    record.outcome = outcome
+    proc.pids_seen.update(r.pid for r in read_results(layout, proc.phase).values())
+    record.pids = sorted(proc.pids_seen)
+    return record
 
 
 def kill_unreleased(warm: dict[str, tuple[PhaseHandle, Any]], layout: RunLayout) -> list[Any]:
@@ -62,14 +83,6 @@ def kill_unreleased(warm: dict[str, tuple[PhaseHandle, Any]], layout: RunLayout)
     ``warm`` maps labels to (handle, ``PhaseRecord``); it is emptied, and the records,
     filled in with the kill, are returned for the report.
     """
-    records = []
-    for proc, record in warm.values():
-        record.kill = proc.kill(signal.SIGKILL, 5.0).to_dict()
-        record.exit_code = proc.reap()
-        record.wall_s = time.monotonic() - proc.started
-        record.outcome = "killed before its go-ahead"
-        proc.pids_seen.update(r.pid for r in read_results(layout, proc.phase).values())
-        record.pids = sorted(proc.pids_seen)
-        records.append(record)
+    records = [kill_warm(proc, record, layout, "killed before its go-ahead") for proc, record in warm.values()]
     warm.clear()
     return records

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import time
 import uuid
@@ -35,12 +34,20 @@ from orchestrator.protocol import (
     read_results,
     write_json_atomic,
 )
-from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
+from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_SKIPPED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
+from orchestrator.run.failures import Interrupted, RunFailed, last_worker_error
 from orchestrator.run.gpu import wait_for_gpu_release
 from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
 from orchestrator.run.multinode import MultiNodeLauncher
 from orchestrator.run.options import RunOptions
-from orchestrator.run.prewarm import can_prewarm, give_go_ahead, kill_unreleased, next_labels, reference_room
+from orchestrator.run.prewarm import (
+    can_prewarm,
+    give_go_ahead,
+    kill_unreleased,
+    kill_warm,
+    next_labels,
+    reference_room,
+)
 from orchestrator.run.process_tree import KillReport, kill_run
 from orchestrator.run.reference import shared_reference
 from orchestrator.run.timings import reference_placement, run_timings
@@ -50,23 +57,6 @@ POLL_INTERVAL_S = 0.05
 STACK_DUMP_WAIT_S = 1.0
 # How long killed CUDA processes may keep GPU memory before the next phase gives up.
 GPU_RELEASE_TIMEOUT_S = 60.0
-
-
-class RunFailed(Exception):
-    """Ends the run with ``code``; ``message`` is the one-line reason shown to the user."""
-
-    def __init__(self, code: ExitCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class Interrupted(Exception):
-    """The orchestrator received SIGINT or SIGTERM."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass
@@ -121,7 +111,7 @@ class Orchestrator:
         self.active_record: PhaseRecord | None = None
         # Pre-warmed phases by label, waiting for their go-ahead; and who warms during whom.
         self.warm: dict[str, tuple[PhaseHandle, PhaseRecord]] = {}
-        self.warms_next: dict[str, str] = {}
+        self.warms_next: dict[str, list[str]] = {}
         self.prewarm = can_prewarm(self.launcher, options.prewarm)
         self.concurrent = False  # the reference runs alongside stop and go (prewarm.reference_room)
         # time.time() when the last stopping phase was confirmed dead.
@@ -145,8 +135,13 @@ class Orchestrator:
             if own_reference and reference_room(self.options, self.launcher):  # runs alongside from the start
                 self.concurrent, labels = True, labels[:-1]
                 self.warm[PHASE_CONTINUOUS] = self._start(PHASE_CONTINUOUS)
-            self.warms_next = next_labels(labels) if self.prewarm else {}
-            for plan in plans[:-1]:
+            optional = {p.label for p in plans if p.stop_in_later_epoch}
+            self.warms_next = next_labels(labels, optional) if self.prewarm else {}
+            for plan in list(plans[:-1]):
+                if plan.stop_in_later_epoch and not self._later_epoch_checkpoint():
+                    plans.remove(plan)
+                    self._drop_phase(plan.label)
+                    continue
                 self._stopping_phase(plan)
             go_results = self._go_phase(plans[-1])
             reference_dir = self._reference_phase() if self.options.reference else None
@@ -207,10 +202,28 @@ class Orchestrator:
             proc.started = time.monotonic()  # the phase's wall time and timeout count from here
         self.active, self.active_record = proc, record
         self.outcome.phases.append(record)
-        following = self.warms_next.get(phase)
-        if following is not None and following not in self.warm:
-            self.warm[following] = self._start(following, prewarmed=True)
+        for following in self.warms_next.get(phase, []):
+            if following not in self.warm and (following in self.plans or following == PHASE_CONTINUOUS):
+                self.warm[following] = self._start(following, prewarmed=True)
         return proc, record
+
+    def _later_epoch_checkpoint(self) -> bool:
+        """Whether the last stop's resume point lists a checkpoint in a later epoch (unknown: yes)."""
+        point = (self.outcome.stops[-1].get("trigger") or {}).get("resume_point")
+        return point is None or bool(point.get("later_epoch_checkpoints"))
+
+    def _drop_phase(self, label: str) -> None:
+        """Leaves out a planned phase the run turned out not to need (go1 of a one-epoch run)."""
+        self.plans.pop(label, None)
+        warm = self.warm.pop(label, None)
+        if warm is not None:
+            kill_warm(*warm, self.layout, "not needed")
+        step = self.outcome.stops[-1]["trigger"].get("step")
+        self.events.event(
+            PHASE_SKIPPED,
+            label,
+            f"{label}: not needed: the run has no checkpoint in a later epoch than step {step}'s; go resumes from it",
+        )
 
     def _start(self, phase: str, prewarmed: bool = False) -> tuple[PhaseHandle, PhaseRecord]:
         plan = self.plans.get(phase)
@@ -415,24 +428,8 @@ class Orchestrator:
         if errors:
             reason = f"rank {errors[0].rank}: {errors[0].error}"
         else:  # died before writing a result (e.g. the worker package failed to import)
-            reason = _last_worker_error(Path(record.log)) or f"torchrun exited with {exit_code}"
+            reason = last_worker_error(Path(record.log)) or f"torchrun exited with {exit_code}"
         raise RunFailed(code, f"{phase} phase failed: {reason} (log: {record.log})")
-
-
-_WORKER_ERROR_LINE = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:(\w+(?:Error|Exception|Interrupt)\b.*)$")
-
-
-def _last_worker_error(log: Path) -> str | None:
-    """The last exception line a worker printed to the phase log, as "rank R: Error: ..."."""
-    try:
-        lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        match = _WORKER_ERROR_LINE.match(line)
-        if match:
-            return f"rank {match.group(1)}: {match.group(2).strip()}"
-    return None
 
 
 def _metric_scopes(results: dict[int, WorkerResult]) -> dict[str, str]:
