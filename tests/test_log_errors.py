@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.run.runner import _last_worker_error
+from orchestrator.run.failures import last_worker_error
 
 # Lines as torchrun --tee prints them when the worker package fails to import.
 LOG = """\
@@ -21,11 +21,11 @@ torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
 def test_last_worker_error_names_rank_and_exception(tmp_path: Path) -> None:
     log = tmp_path / "stop.log"
     log.write_text(LOG)
-    assert _last_worker_error(log) == "rank 1: ModuleNotFoundError: No module named 'lightning'"
+    assert last_worker_error(log) == "rank 1: ModuleNotFoundError: No module named 'lightning'"
 
 
 def test_no_worker_error_in_log(tmp_path: Path) -> None:
     log = tmp_path / "stop.log"
     log.write_text("[default0]:hello\nChildFailedError:\n")
-    assert _last_worker_error(log) is None
-    assert _last_worker_error(tmp_path / "absent.log") is None
+    assert last_worker_error(log) is None
+    assert last_worker_error(tmp_path / "absent.log") is None

@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
 from workers.callbacks import MetricsTrajectoryCallback, RaiseAfterMetadataCallback
-from workers.checkpoints import last_saved_step
+from workers.checkpoints import checkpoint_epoch, last_saved_step
 from workers.metrics import to_jsonable
 
 # How a script's checkpointing can be changed from the command line (the fix offered).
@@ -87,7 +87,8 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
 
     The check runs at the next batch start, after the ``ModelCheckpoint`` hook that saved
     (and its barrier) has returned, so the sentinel never names a half-written file.
-    With ``kill_at`` the stop step is fixed as in spec mode.
+    With ``kill_at`` the stop step is fixed as in spec mode; with ``later_epoch`` (the
+    default scenario's go1) only a checkpoint of a later epoch than the start's counts.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -112,8 +113,11 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
             super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
             return
         step = last_saved_step(trainer)
-        if step is not None and step == trainer.global_step and step > self.start_step:
-            self._stop(trainer)
+        if step is None or step != trainer.global_step or step <= self.start_step:
+            return
+        if self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch:
+            return  # go1 of the default scenario: resume the final go after an epoch boundary
+        self._stop(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pass  # the script's checkpoint, not a validation, marks the stop point

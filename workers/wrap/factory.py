@@ -54,7 +54,11 @@ def callbacks() -> list[pl.Callback]:
         )
     if config.mode == "stop" or config.stop_after_resume:
         out.append(MetadataSaveCallback(config.metadata_dir, metrics))
-        out.append(WrapStopCallback(config.metadata_dir, kill_at=config.kill_at, label=config.label))
+        out.append(
+            WrapStopCallback(
+                config.metadata_dir, kill_at=config.kill_at, label=config.label, later_epoch=config.later_epoch
+            )
+        )
     if config.checkpoint_every:
         # save_top_k=-1 keeps every step's file, so the sentinel's checkpoint is never pruned.
         out.append(

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         check_rng=args.check_rng,
         stop_after_resume=plan.stop_after_resume,
         kill_at=plan.kill_at,
+        later_epoch=plan.stop_in_later_epoch,
     )
     os.environ[ENV_WRAP] = config.to_env()
     os.environ[ENV_PHASE_LABEL] = args.phase
