@@ -96,6 +96,13 @@ def test_known_and_unknown_causes() -> None:
     assert diagnose(noisy)[0]["cause_id"] == "nondeterministic"
 
 
+def test_a_later_resume_point_finding_names_its_own_step() -> None:
+    # The default scenario's go1 resumed at step 10; its mismatch is not at the first resume's step 2.
+    later = _verdict(resume_checks=[MetricCheck("lr_scheduler_state", 0, "a", "b", False, 10)])
+    root = diagnose(later)[0]
+    assert root["step"] == 10 and "step 10" in root["detail"]
+
+
 @pytest.fixture(scope="module")
 def three_ranks(tmp_path_factory: pytest.TempPathFactory) -> Run:
     return run_orchestrator(

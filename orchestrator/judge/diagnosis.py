@@ -57,10 +57,11 @@ def collect(verdict: Any) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for check in verdict.resume_checks:
         if not check.ok:
+            step = check.step if check.step is not None else verdict.resume_step
             found.append(
-                _finding(check.metric, check.rank, verdict.resume_step, "resume", None, check.expected, check.actual)
+                _finding(check.metric, check.rank, step, "resume", None, check.expected, check.actual)
                 | {
-                    "detail": f"{check.metric} at resume (rank {check.rank}, step {verdict.resume_step}): "
+                    "detail": f"{check.metric} at resume (rank {check.rank}, step {step}): "
                     f"saved {check.expected!r}, resumed {check.actual!r}"
                 }
             )

@@ -102,7 +102,12 @@ class Verdict:
         a ``global_step`` finding: that phase's step count went astray.
         """
         found = [
-            {"metric": c.metric, "rank": c.rank, "step": self.resume_step, "where": "resume"}
+            {
+                "metric": c.metric,
+                "rank": c.rank,
+                "step": c.step if c.step is not None else self.resume_step,
+                "where": "resume",
+            }
             for c in self.resume_checks
             if not c.ok
         ]
@@ -203,6 +208,8 @@ def judge(
                 verdict.world_size_change["resume_changed"].extend(data.get("changed", []))
             for raw in data.get("checks", []):
                 check = MetricCheck(**raw)
+                if check.step is None:  # the step of this resume (go1's is not the first resume's)
+                    check.step = data.get("resumed_step")
                 verdict.resume_checks.append(check)
                 if verdict.resumes and verdict.resumes[-1]["label"] == label:  # per resume point (--cycles)
                     entry = verdict.resumes[-1]

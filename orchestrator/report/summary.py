@@ -152,8 +152,12 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
                 f"{_resume_points(verdict)}: {len(verdict.resume_checks)} values saved vs resumed: identical",
             ]
         else:
-            lines += ["", f"resume point (step {verdict.resume_step}): saved vs resumed"]
-            lines += _table(_check_rows(verdict.resume_checks), ["metric", "rank", "saved", "resumed", "verdict"])
+            lines += ["", f"{_resume_points(verdict)}: saved vs resumed"]
+            steps = sorted({c.step for c in verdict.resume_checks if c.step is not None})
+            for step in steps if len(steps) > 1 else [None]:  # one table per resume point
+                checks = [c for c in verdict.resume_checks if step is None or c.step == step]
+                lines += [f"  at step {step}:"] if step is not None else []
+                lines += _table(_check_rows(checks), ["metric", "rank", "saved", "resumed", "verdict"])
         if len(verdict.resumes) > 1:  # --cycles: every resume point, each against what it saved
             for r in verdict.resumes:
                 state = "identical" if not r.get("mismatched") else f"{r['mismatched']} mismatched"
