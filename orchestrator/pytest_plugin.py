@@ -11,6 +11,9 @@ A project proves its checkpoints resume with an ordinary test::
     def test_my_harness(stop_and_go):
         stop_and_go.run_harness(MyHarness)
 
+    def test_my_script(stop_and_go):  # an unmodified training script (zero-code mode)
+        stop_and_go.run_script("train.py", "--max-steps", "12", go_args="--ckpt_path {checkpoint}")
+
 Each call runs ``python -m orchestrator`` in a subprocess (real torchrun workers, a real
 kill), with its run directory under the test's ``tmp_path``. A verdict other than
 "resume verified" fails the test with the metric table, the first divergent step of each
@@ -52,7 +55,7 @@ class StopAndGoResult:
 
 
 class StopAndGo:
-    """What the ``stop_and_go`` fixture gives a test: ``run(spec)`` and ``run_harness(cls)``.
+    """What the ``stop_and_go`` fixture gives a test: ``run(spec)``, ``run_harness(cls)``, ``run_script(path)``.
 
     Args:
         base_dir: where the runs' directories go (the test's ``tmp_path``).
@@ -107,6 +110,17 @@ class StopAndGo:
             "-m",
             "orchestrator",
             str(spec_path),
+            *self._common_args(run_dir, nproc_per_node, kill_signal, timeout, reference),
+            *(["--harness", harness] if harness else []),
+            *extra_args,
+        ]
+        return self._finish(command, spec_path, run_dir, timeout, check)
+
+    @staticmethod
+    def _common_args(
+        run_dir: Path, nproc_per_node: int, kill_signal: str, timeout: float, reference: bool
+    ) -> list[str]:
+        return [
             "--run-dir",
             str(run_dir),
             "--nproc-per-node",
@@ -116,15 +130,56 @@ class StopAndGo:
             "--timeout",
             str(timeout),
             "--plain",
-            *(["--harness", harness] if harness else []),
             *([] if reference else ["--no-reference"]),
-            *extra_args,
         ]
+
+    def _finish(self, command: list[str], target: Path, run_dir: Path, timeout: float, check: bool) -> StopAndGoResult:
         result = self._execute(command, run_dir, timeout)
         self.runs.append(result)
         if check and not result.verified:
-            pytest.fail(failure_message(spec_path, result), pytrace=False)
+            pytest.fail(failure_message(target, result), pytrace=False)
         return result
+
+    def run_script(
+        self,
+        script: str | os.PathLike[str],
+        *script_args: str,
+        go_args: str = "",
+        checkpoint_every: int | None = None,
+        nproc_per_node: int = 2,
+        kill_signal: str = "KILL",
+        reference: bool = True,
+        timeout: float = 600.0,
+        extra_args: list[str] | tuple[str, ...] = (),
+        check: bool = True,
+    ) -> StopAndGoResult:
+        """Runs an unmodified training script as ``stop-and-go run -- SCRIPT ARGS`` does.
+
+        Args:
+            script: the training script (relative paths: see ``search_dirs``).
+            script_args: its command-line arguments, placeholders (``{phase_dir}``,
+                ``{ckpt_dir}``) allowed.
+            go_args: appended to go's command line only, e.g. ``"--ckpt_path {checkpoint}"``.
+            checkpoint_every: add a step ``ModelCheckpoint`` (``--checkpoint-every``).
+            extra_args: more ``stop-and-go run`` options (``--cycles 2``, ``--check-rng`` ...).
+            The other arguments are those of ``run``.
+        """
+        script_path = self.resolve_spec(script)
+        run_dir = self.base_dir / f"{script_path.stem}-{len(self.runs) + 1}"
+        command = [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "run",
+            *self._common_args(run_dir, nproc_per_node, kill_signal, timeout, reference),
+            *(["--go-args", go_args] if go_args else []),
+            *(["--checkpoint-every", str(checkpoint_every)] if checkpoint_every else []),
+            *extra_args,
+            "--",
+            str(script_path),
+            *script_args,
+        ]
+        return self._finish(command, script_path, run_dir, timeout, check)
 
     def run_harness(self, harness_cls: type, **kwargs: Any) -> StopAndGoResult:
         """Runs a harness class: its source file as the spec, its name as ``--harness``.
@@ -173,5 +228,5 @@ def failure_message(spec: Path, result: StopAndGoResult) -> str:
 
 @pytest.fixture
 def stop_and_go(request: pytest.FixtureRequest, tmp_path: Path) -> StopAndGo:
-    """Runs stop-and-go on a spec or harness class; a failed verdict fails the test."""
+    """Runs stop-and-go on a spec, a harness class or a training script; a failed verdict fails the test."""
     return StopAndGo(tmp_path / "stop_and_go", [Path(request.path).parent, Path(request.config.rootpath)])

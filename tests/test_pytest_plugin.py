@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC
+from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO
+
+PLAIN_SCRIPT = REPO / "tests" / "scripts" / "plain_train.py"
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -61,6 +63,11 @@ def test_broken_scheduler_resumes(stop_and_go):
 def test_seed_style_harness_resumes(stop_and_go):
     result = stop_and_go.run_harness(SeedStyleHarness, nproc_per_node=1, reference=False)
     assert result.report["harness"] == "SeedStyleHarness"
+
+
+def test_unmodified_script_resumes(stop_and_go):
+    result = stop_and_go.run_script({script!r}, "--max-steps", "8", "--every", "3", nproc_per_node=1, reference=False)
+    assert result.report["sentinel"]["step"] == 3
 '''
 
 
@@ -78,7 +85,7 @@ def test_the_plugin_is_registered_as_pytest11(tmp_path: Path) -> None:
 def inner_pytest(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     project = tmp_path_factory.mktemp("project")
     (project / "test_resume.py").write_text(
-        TEST_FILE.format(default=str(DEFAULT_SPEC), broken=str(BROKEN_SPEC)), encoding="utf-8"
+        TEST_FILE.format(default=str(DEFAULT_SPEC), broken=str(BROKEN_SPEC), script=str(PLAIN_SCRIPT)), encoding="utf-8"
     )
     junit = project / "results.xml"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_AND_GO_", "PYTEST_"))}
@@ -107,9 +114,11 @@ def test_verified_runs_pass_and_the_broken_one_fails(
         "test_default_spec_resumes",
         "test_broken_scheduler_resumes",
         "test_seed_style_harness_resumes",
+        "test_unmodified_script_resumes",
     }
     assert cases["test_default_spec_resumes"].is_passed, proc.stdout[-4000:]
     assert cases["test_seed_style_harness_resumes"].is_passed, proc.stdout[-4000:]
+    assert cases["test_unmodified_script_resumes"].is_passed, proc.stdout[-4000:]
     assert not cases["test_broken_scheduler_resumes"].is_passed
 
 

@@ -140,6 +140,22 @@ def test_default_spec_verifies_through_sbatch(tmp_path: Path) -> None:
 
 
 @needs_slurm
+def test_unmodified_script_verifies_through_sbatch(tmp_path: Path) -> None:
+    # `sbatch ... run [RUN OPTIONS] -- SCRIPT ARGS`: zero-code mode as a job, phases as srun steps.
+    run_dir = tmp_path / "run"
+    script = REPO / "tests" / "scripts" / "plain_train.py"
+    proc = sbatch(
+        "--run-dir", str(run_dir), "--quiet", "run", "--quiet", "--", str(script), "--max-steps", "6", "--every", "3"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["exit_code"] == 0 and report["sentinel"]["step"] == 3
+    assert [p["command"][0] for p in report["phases"]] == ["srun"] * len(report["phases"])
+    assert "workers.wrap.run" in report["phases"][0]["command"]
+    assert_job_left_nothing(run_dir)
+
+
+@needs_slurm
 def test_broken_spec_fails_with_1_through_sbatch(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = sbatch(str(BROKEN_SPEC), "--run-dir", str(run_dir), "--quiet", "--", "--quiet")

@@ -77,6 +77,27 @@ def test_stateful_loader_script_verifies_on_two_ranks(tmp_path: Path) -> None:
     assert_nothing_left(run.run_dir)
 
 
+def test_script_runs_on_two_torchrun_agents(tmp_path: Path) -> None:
+    # --nnodes 2: two agents joined by a c10d rendezvous, one rank each, as on two nodes.
+    argv = ["--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--"]
+    run = run_script(tmp_path / "run", *argv, str(PLAIN), "--max-steps", "6", "--every", "3")
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    assert {c["rank"] for c in run.report["verdict"]["resume_checks"]} == {0, 1}
+    stop_command = run.report["phases"][0]["command"]
+    assert "--rdzv-backend" in stop_command and "--standalone" not in stop_command
+    assert_nothing_left(run.run_dir)
+
+
+def test_single_node_script_under_two_agents_is_refused(tmp_path: Path) -> None:
+    # LightningCLI's default Trainer (num_nodes=1) under --nnodes 2: two independent runs, not one.
+    argv = ["--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--", str(SCRIPTS / "cli_boring.py"), "fit"]
+    run = run_script(tmp_path / "run", *argv, "--trainer.max_steps=4", "--trainer.logger=false")
+    assert run.returncode == 3, run.stderr + run.stdout[-3000:]
+    assert "torchrun started 2 ranks (2 node(s) x 1), but the script's Trainer runs 1" in run.stderr
+    assert "num_nodes=int(os.environ['WORLD_SIZE'])" in run.stderr
+    assert_nothing_left(run.run_dir)
+
+
 def test_plain_shuffled_dataloader_is_a_data_mismatch(tmp_path: Path) -> None:
     run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--loader", "plain")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]

@@ -25,8 +25,11 @@ from orchestrator.slurm.jobs import ENV_SBATCH_OPTIONS, ENV_SIGNAL_BEFORE
 from orchestrator.slurm.script import EXIT_CODE_FILE, SCRIPT_FILE, JobSpec, render_script, sbatch_directives
 from orchestrator.slurm.steps import ENV_SLURM_JOBS
 from orchestrator.spec_file import check_spec_file
+from orchestrator.wrap.cli import parse_run_args
 
 POLL_INTERVAL_S = 1.0
+# The wrapper's options that take no value.
+_FLAGS = {"--go-as-new-job", "--dry-run", "--quiet", "--help"}
 # Job states that mean the job has ended (squeue stops listing a job some time after).
 FINAL_STATES = {
     "BOOT_FAIL",
@@ -53,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Orchestrator options (--timeout, --kill-signal, --no-reference, ...) go after --.",
         epilog="exit codes: the orchestrator's (see python -m orchestrator --help); 130 when the job was cancelled",
     )
-    parser.add_argument("spec", type=Path, help="a Python file defining a StopAndGoHarness subclass")
+    parser.add_argument(
+        "spec",
+        type=Path,
+        help="a Python file defining a StopAndGoHarness subclass; or `run [RUN OPTIONS] -- SCRIPT ARGS` "
+        "(last) to submit a wrapped training script as `stop-and-go run` runs it",
+    )
     parser.add_argument("--nodes", type=int, default=1, metavar="N", help="nodes: one torchrun agent each (default: 1)")
     parser.add_argument("--gpus-per-node", type=int, default=0, metavar="G", help="GPUs per node (default: 0)")
     parser.add_argument(
@@ -81,7 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
-    """The wrapper's own arguments, and the orchestrator options after ``--``."""
+    """The wrapper's own arguments, and the orchestrator options after ``--``.
+
+    With ``run`` in the spec's place, everything after it is the ``stop-and-go run``
+    command line (its options, then ``-- SCRIPT ARGS``); the spec slot keeps ``run``.
+    """
+    at = 0
+    while at < len(argv) and argv[at] != "--":
+        if argv[at] == "run":
+            return argv[: at + 1], argv[at + 1 :]
+        # Skip an option's value ("--partition run" names a partition, not the run form).
+        at += 2 if argv[at].startswith("--") and "=" not in argv[at] and argv[at] not in _FLAGS else 1
     if "--" in argv:
         at = argv.index("--")
         return argv[:at], argv[at + 1 :]
@@ -90,7 +108,14 @@ def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def job_from_args(args: argparse.Namespace) -> JobSpec:
     """The job to submit, after the checks that need no Slurm."""
-    check_spec_file(args.spec)
+    script_mode = str(args.spec) == "run"
+    if script_mode:  # the script, its placeholders and run's options, checked as `run` checks them
+        _, command = parse_run_args(list(args.orchestrator_args))
+        args.spec = command.script
+        split = args.orchestrator_args.index("--")
+        args.orchestrator_args = [*args.orchestrator_args[:split], "--", str(command.script), *command.args]
+    else:
+        check_spec_file(args.spec)
     if args.nodes < 1:
         raise UsageError("--nodes must be at least 1")
     if args.gpus_per_node < 0:
@@ -119,6 +144,7 @@ def job_from_args(args: argparse.Namespace) -> JobSpec:
         job_name=f"stop-and-go-{args.spec.stem}",
         signal_before_s=args.signal_before,
         orchestrator_args=list(args.orchestrator_args),
+        script_mode=script_mode,
     )
 
 

@@ -40,6 +40,9 @@ class JobSpec:
     orchestrator_args: list[str] = field(default_factory=list)
     module: str = "orchestrator"
     dependency: str | None = None
+    # ``sbatch ... run [OPTIONS] -- SCRIPT ARGS``: the job runs a wrapped script, ``spec``
+    # is the script, and ``orchestrator_args`` end with ``-- SCRIPT ARGS``.
+    script_mode: bool = False
 
     def orchestrator_command(self) -> list[str]:
         """The command the batch script runs."""
@@ -47,7 +50,7 @@ class JobSpec:
             self.python,
             "-m",
             self.module,
-            str(self.spec),
+            *(["run"] if self.script_mode else [str(self.spec)]),
             "--run-dir",
             str(self.run_dir),
             "--nnodes",

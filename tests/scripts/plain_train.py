@@ -69,11 +69,13 @@ def main(model_cls: type[pl.LightningModule] = Regression) -> None:
     args = parser.parse_args()
     pl.seed_everything(0)
     world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    nodes = int(os.environ.get("WORLD_SIZE", str(world))) // world  # torchrun --nnodes
     every = {"every_n_train_steps": args.every} if args.every else {}
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=world,
-        strategy="ddp" if world > 1 else "auto",
+        num_nodes=nodes,
+        strategy="ddp" if world * nodes > 1 else "auto",
         max_steps=args.max_steps,
         callbacks=[ModelCheckpoint(dirpath="checkpoints", save_last=True, save_top_k=-1, **every)],
         logger=False,

@@ -9,6 +9,8 @@ run a fresh training that did not resume.
 
 from __future__ import annotations
 
+import inspect
+import os
 from typing import Any
 
 import lightning.pytorch as pl
@@ -129,6 +131,45 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
             f"{self.label}: training ended at step {trainer.global_step} and {when}, so there is no checkpoint "
             f"to stop at and resume from (checkpointing: {describe_checkpointing(trainer)}); {_FIX}"
         )
+
+
+class LaunchedWorldError(Exception):
+    """The script's Trainer runs on fewer ranks than torchrun started: its ranks train apart."""
+
+
+def check_launched_world(trainer: pl.Trainer, label: str) -> None:
+    """Raises ``LaunchedWorldError`` when ``trainer`` does not span torchrun's world.
+
+    A script that sets ``devices`` from ``LOCAL_WORLD_SIZE`` but no ``num_nodes`` trains
+    one independent run per agent under ``--nnodes``; every "rank" then writes the same
+    checkpoints, and no verdict would mean anything.
+    """
+    ranks = int(getattr(trainer.strategy, "world_size", 1))
+    launched = int(os.environ.get("WORLD_SIZE", ranks))
+    if ranks == launched:
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", launched))
+    raise LaunchedWorldError(
+        f"{label}: torchrun started {launched} ranks ({launched // max(1, local)} node(s) x {local}), but the "
+        f"script's Trainer runs {ranks} (num_nodes={trainer.num_nodes}); give it "
+        "num_nodes=int(os.environ['WORLD_SIZE']) // int(os.environ['LOCAL_WORLD_SIZE']) and "
+        "devices=int(os.environ['LOCAL_WORLD_SIZE'])"
+    )
+
+
+def trainer_being_built() -> pl.Trainer | None:
+    """The ``Trainer`` whose ``__init__`` is calling the callbacks factory, if any.
+
+    The factory gets no arguments; the Trainer is the ``self`` of a caller frame. Its
+    strategy (and so its world size) is already chosen by then.
+    """
+    frame = inspect.currentframe()
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, pl.Trainer) and frame.f_code.co_name == "__init__":
+            return candidate
+        frame = frame.f_back
+    return None
 
 
 class ResumeGuardCallback(Callback):

@@ -15,7 +15,14 @@ from orchestrator.judge.compare import tolerances_from_env
 from workers.callbacks import MetadataSaveCallback, TestCheckpointIntegrityCallback
 from workers.metrics import MetricsFn, builtin_metrics
 from workers.progress import ProgressCallback
-from workers.wrap.callbacks import FinalStepCallback, ResumeGuardCallback, WrapStopCallback, WrapTrajectoryCallback
+from workers.wrap.callbacks import (
+    FinalStepCallback,
+    ResumeGuardCallback,
+    WrapStopCallback,
+    WrapTrajectoryCallback,
+    check_launched_world,
+    trainer_being_built,
+)
 from workers.wrap.config import WrapConfig
 
 
@@ -39,6 +46,9 @@ def callbacks() -> list[pl.Callback]:
     config = WrapConfig.from_env()
     if config is None:
         return []
+    trainer = trainer_being_built()
+    if trainer is not None:  # fail before the script's own callbacks trip over a split run
+        check_launched_world(trainer, config.label)
     metrics = wrap_metrics(config.check_rng)
     out: list[pl.Callback] = [
         FinalStepCallback(),
