@@ -47,7 +47,7 @@ def test_kill_at_past_the_last_step_fails_at_train_start(tmp_path: Path) -> None
 @pytest.fixture(scope="module")
 def covered_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
     cwd = tmp_path_factory.mktemp("cwd")
-    run = _run_in(cwd, DEFAULT_SPEC, tmp_path_factory.mktemp("covered") / "run")  # the default scenario
+    run = _run_in(cwd, DEFAULT_SPEC, tmp_path_factory.mktemp("covered") / "run", "--cover-epoch-boundary")
     return run, cwd
 
 
@@ -76,8 +76,8 @@ def test_covered_run_is_quiet_and_writes_nothing_outside_the_run_dir(covered_run
     assert (run.run_dir / "logs" / "stop").is_dir()  # the workers' per-rank logs
 
 
-def test_epoch_only_bug_fails_by_default(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run")
+def test_epoch_only_bug_fails_with_epoch_coverage(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run", "--cover-epoch-boundary")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert run.report["coverage"]["resume_points"][1]["epoch"] == 1
 

@@ -184,7 +184,8 @@ class RaiseAfterMetadataCallback(Callback):
         per_epoch = steps_per_epoch(trainer)
         self.start_epoch = self.start_step // per_epoch if per_epoch else trainer.current_epoch
         # When validations fall on checkpoint steps, stop at a validated one (the seed's rule).
-        self.by_validation = validates_on_checkpoint_steps(trainer)
+        # go1 (later_epoch) takes any checkpoint of a later epoch: a validated one may come only at the end.
+        self.by_validation = validates_on_checkpoint_steps(trainer) and not self.later_epoch
         last_step = last_training_step(trainer)
         self.kill_step = resolve_kill_at(self.kill_at, first, last_step, self.label)
         if self.kill_step is not None:
@@ -213,8 +214,9 @@ class RaiseAfterMetadataCallback(Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A checkpoint written at the very end (the last epoch's) is still one to stop at.
-        # on_train_end runs after ModelCheckpoint's epoch-end save.
-        if self._checkpoint_to_stop_at(trainer):
+        # on_train_end runs after ModelCheckpoint's epoch-end save. Not for go1: the final go
+        # would have no step left to train.
+        if not self.later_epoch and self._checkpoint_to_stop_at(trainer):
             self._stop(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -80,14 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop and resume N times in fresh processes, verifying every resume (default: 1)",
     )
     scenario.add_argument(
-        "--single-stop",
+        "--cover-epoch-boundary",
         dest="epoch_coverage",
-        action="store_false",
-        help="stop once only (default: when the run has a checkpoint in a later epoch than the first stop's, "
-        "a second stop, go1, at that epoch's first checkpoint, so that go resumes after an epoch boundary)",
+        action="store_true",
+        help="stop a second time (go1) at the first checkpoint of a later epoch, so the final go resumes "
+        "after an epoch boundary (one more phase; dropped when the run has no such checkpoint)",
     )
-    # The default since the coverage became one (issue 12); kept so that older command lines run.
-    scenario.add_argument("--cover-epoch-boundary", dest="epoch_coverage", action="store_true", help=argparse.SUPPRESS)
     scenario.add_argument(
         "--no-reference",
         dest="reference",

@@ -2,7 +2,7 @@
 
 A resume in epoch 0 (the default first stop) is exact; a resume after an epoch boundary
 shuffles with epoch 0's seed again, so only a run that resumes in a later epoch
-(the default scenario; not ``--single-stop``) catches it, by the data ledger.
+(``--cover-epoch-boundary``) catches it, by the data ledger.
 """
 
 from __future__ import annotations
