@@ -82,6 +82,29 @@ def test_epoch_only_bug_fails_with_epoch_coverage(tmp_path: Path) -> None:
     assert run.report["coverage"]["resume_points"][1]["epoch"] == 1
 
 
+def test_a_crash_in_go1_is_a_go_failure(tmp_path: Path) -> None:
+    # go1 resumed from step 2 and stops again; its crash at step 5 is after a resume (exit 4).
+    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", "--cover-epoch-boundary", "--no-reference")
+    assert run.returncode == 4, run.stderr
+    assert "go1 phase failed" in run.stderr and "injected crash at step 5" in run.stderr
+    outcomes = {p["name"]: p["outcome"] for p in run.report["phases"]}
+    assert outcomes["go1"] == "died before the sentinel"
+    # The pre-warmed go was never released.
+    assert outcomes.get("go", "killed before its go-ahead") == "killed before its go-ahead"
+
+
+def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path) -> None:
+    # A killed resumed phase must still cover every step from its resume to its stop: the
+    # doubled global step jumps from 2 to 4, and step 3's absence comes first.
+    mutant = Path(__file__).parent.parent / "harness_specs" / "mutants" / "global_step_double.py"
+    run = run_orchestrator(mutant, tmp_path / "run", "--cover-epoch-boundary")
+    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert (root["metric"], root["where"], root["step"]) == ("global_step", "go1", 3), root
+    assert root["cause_id"] == "global_step_off"
+    assert "go1 never recorded steps [3] of the reference" in run.stdout
+
+
 def test_epoch_end_checkpoints_are_stopped_at_without_options(tmp_path: Path) -> None:
     run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run", "--no-reference")
     report = run.report

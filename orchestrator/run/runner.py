@@ -304,7 +304,9 @@ class Orchestrator:
             code = proc.poll()
             if code is not None:
                 self._finish(proc, record, "died before the sentinel")
-                self._raise_worker_failure(plan.label, ExitCode.STOP_FAILED, code, record)
+                # A resumed phase that stops again (go1, --cycles) failed after a resume.
+                failed = ExitCode.GO_FAILED if plan.mode == PHASE_GO else ExitCode.STOP_FAILED
+                self._raise_worker_failure(plan.label, failed, code, record)
             self._fail_if_overdue(proc, record, what)
             time.sleep(POLL_INTERVAL_S)
 
