@@ -234,18 +234,16 @@ def judge(
         start = next((r["resumed_step"] for r in verdict.resumes if r["label"] == label), None)
 
         how: dict[str, Any] = {"only_recorded": True}  # a killed phase: what each rank recorded before the kill
-        last_on_every_rank = min((max(e["step"] for e in rows) for rows in candidate.values() if rows), default=None)
-        if label in resumed_labels and start is not None and last_on_every_rank is not None:
-            # A resumed phase that was killed (go1, --cycles) must still cover every reference
-            # step from its resume point to the last step all its ranks recorded.
-            steps = sorted(
-                {int(e["step"]) for rows in reference.values() for e in rows if start < e["step"] <= last_on_every_rank}
-            )
-            how = {"steps": steps, "after": start}
-        if label == resumed_labels[-1] and start is not None:
-            # The final phase must cover every reference step after its resume point.
-            steps = sorted({int(e["step"]) for rows in reference.values() for e in rows if e["step"] > start})
-            how = {"steps": steps, "after": start}
+        if label in resumed_labels and start is not None:
+            # The final phase must cover every reference step after its resume point; one that
+            # was killed (go1, --cycles), every step up to the last that all its ranks recorded.
+            last_rows = (max(e["step"] for e in rows) for rows in candidate.values() if rows)
+            upto = float("inf") if label == resumed_labels[-1] else min(last_rows, default=None)
+            if upto is not None:
+                steps = sorted(
+                    {int(e["step"]) for rows in reference.values() for e in rows if start < e["step"] <= upto}
+                )
+                how = {"steps": steps, "after": start}
         comparison = compare_trajectories(phase_reference, candidate, tolerances=phase_tolerances, **how)
         if not bitwise and sizes[label] == world_size:
             within, beyond = rejudge_state_digests(
