@@ -66,6 +66,10 @@ def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozens
     return following
 
 
+# The outcomes of pre-warmed phases killed before their go-ahead: they trained nothing.
+NEVER_RELEASED = ("killed before its go-ahead", "not needed")
+
+
 def kill_warm(proc: PhaseHandle, record: Any, layout: RunLayout, outcome: str) -> Any:
     """Kills one pre-warmed phase that will never get its go-ahead; returns its filled-in record."""
     record.kill = proc.kill(signal.SIGKILL, 5.0).to_dict()
@@ -83,6 +87,6 @@ def kill_unreleased(warm: dict[str, tuple[PhaseHandle, Any]], layout: RunLayout)
     ``warm`` maps labels to (handle, ``PhaseRecord``); it is emptied, and the records,
     filled in with the kill, are returned for the report.
     """
-    records = [kill_warm(proc, record, layout, "killed before its go-ahead") for proc, record in warm.values()]
+    records = [kill_warm(proc, record, layout, NEVER_RELEASED[0]) for proc, record in warm.values()]
     warm.clear()
     return records

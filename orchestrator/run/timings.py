@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_GO, PHASE_STOP, RunLayout
+from orchestrator.run.prewarm import NEVER_RELEASED
 from orchestrator.run.progress import read_progress
 
 
@@ -37,8 +38,11 @@ def run_timings(
     prewarm: bool,
     reference: str,
 ) -> dict[str, Any]:
-    """The ``"timings"`` block; ``phases`` are the run's ``PhaseRecord``s (name, wall_s)."""
-    walls = {p.name: p.wall_s for p in phases}
+    """The ``"timings"`` block; ``phases`` are the run's ``PhaseRecord``s (name, wall_s, outcome).
+
+    A pre-warmed phase killed before its go-ahead trained nothing: it has no time here.
+    """
+    walls = {p.name: p.wall_s for p in phases if p.outcome not in NEVER_RELEASED}
     first = first_step_time(layout, PHASE_GO)
     latency = first - kill_confirmed_at if first is not None and kill_confirmed_at is not None else None
     return {
