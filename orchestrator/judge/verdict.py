@@ -237,8 +237,8 @@ def judge(
         if label in resumed_labels and start is not None:
             # The final phase must cover every reference step after its resume point; one that
             # was killed (go1, --cycles), every step up to the last that all its ranks recorded.
-            last_rows = (max(e["step"] for e in rows) for rows in candidate.values() if rows)
-            upto = float("inf") if label == resumed_labels[-1] else min(last_rows, default=None)
+            last_steps = (max(e["step"] for e in rows) for rows in candidate.values() if rows)
+            upto = float("inf") if label == resumed_labels[-1] else min(last_steps, default=None)
             if upto is not None:
                 steps = sorted(
                     {int(e["step"]) for rows in reference.values() for e in rows if start < e["step"] <= upto}

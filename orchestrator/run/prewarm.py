@@ -67,7 +67,9 @@ def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozens
 
 
 # The outcomes of pre-warmed phases killed before their go-ahead: they trained nothing.
-NEVER_RELEASED = ("killed before its go-ahead", "not needed")
+KILLED_BEFORE_GO_AHEAD = "killed before its go-ahead"  # the run ended first
+NOT_NEEDED = "not needed"  # an optional phase (go1) dropped before it started
+NEVER_RELEASED = (KILLED_BEFORE_GO_AHEAD, NOT_NEEDED)
 
 
 def kill_warm(proc: PhaseHandle, record: Any, layout: RunLayout, outcome: str) -> Any:
@@ -87,6 +89,6 @@ def kill_unreleased(warm: dict[str, tuple[PhaseHandle, Any]], layout: RunLayout)
     ``warm`` maps labels to (handle, ``PhaseRecord``); it is emptied, and the records,
     filled in with the kill, are returned for the report.
     """
-    records = [kill_warm(proc, record, layout, NEVER_RELEASED[0]) for proc, record in warm.values()]
+    records = [kill_warm(proc, record, layout, KILLED_BEFORE_GO_AHEAD) for proc, record in warm.values()]
     warm.clear()
     return records

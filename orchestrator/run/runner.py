@@ -41,7 +41,7 @@ from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHand
 from orchestrator.run.multinode import MultiNodeLauncher
 from orchestrator.run.options import RunOptions
 from orchestrator.run.prewarm import (
-    NEVER_RELEASED,
+    NOT_NEEDED,
     can_prewarm,
     give_go_ahead,
     kill_unreleased,
@@ -218,7 +218,7 @@ class Orchestrator:
         self.plans.pop(label, None)
         warm = self.warm.pop(label, None)
         if warm is not None:
-            kill_warm(*warm, self.layout, NEVER_RELEASED[1])
+            kill_warm(*warm, self.layout, NOT_NEEDED)
         step = self.outcome.stops[-1]["trigger"].get("step")
         self.events.event(
             PHASE_SKIPPED,
