@@ -164,7 +164,7 @@ class PhasePlan:
     stop_after_resume: bool = False
     kill_at: str | None = None
     # With stop_after_resume: stop at the first checkpoint of a later epoch than the resumed
-    # one (--cover-epoch-boundary's coverage of a resume after an epoch boundary).
+    # one (the default scenario's go1: coverage of a resume after an epoch boundary).
     stop_in_later_epoch: bool = False
     kill_during_save: bool = False
     nproc_per_node: int | None = None

@@ -37,14 +37,14 @@ def orchestrator_command(spec: Path | str, run_dir: Path, *extra: str) -> list[s
     return [sys.executable, "-m", "orchestrator", str(spec), "--run-dir", str(run_dir), *extra]
 
 
-def run_orchestrator(spec: Path | str, run_dir: Path, *extra: str, timeout: float = 240) -> Run:
-    """Runs ``python -m orchestrator`` to completion in a subprocess."""
+def run_orchestrator(spec: Path | str, run_dir: Path, *extra: str, timeout: float = 240, cwd: Path = REPO) -> Run:
+    """Runs ``python -m orchestrator`` to completion in a subprocess (in ``cwd``, the repo by default)."""
     proc = subprocess.run(
         orchestrator_command(spec, run_dir, *extra),
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=REPO,
+        cwd=cwd,
     )
     return Run(proc.returncode, proc.stdout, proc.stderr, run_dir)
 

@@ -1,4 +1,8 @@
-"""The default spec verifies and the broken spec fails, across real torchrun processes."""
+"""The default spec verifies and the broken spec fails, across real torchrun processes.
+
+The default scenario stops twice (the default spec spans two epochs): ``stop`` at the first
+checkpoint (step 2), ``go1`` at the first checkpoint of epoch 1 (step 10), then ``go``.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,17 @@ from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, Run, assert_nothing_left, 
 
 
 @pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+def default_cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The empty working directory of the default run: nothing may land there."""
+    return tmp_path_factory.mktemp("cwd")
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory, default_cwd: Path) -> Run:
     run_dir = tmp_path_factory.mktemp("default") / "run"
-    return run_orchestrator(DEFAULT_SPEC, run_dir, "--json-report", str(run_dir.parent / "report.json"))
+    return run_orchestrator(
+        DEFAULT_SPEC, run_dir, "--json-report", str(run_dir.parent / "report.json"), cwd=default_cwd
+    )
 
 
 def test_default_spec_verifies(default_run: Run) -> None:
@@ -22,7 +34,8 @@ def test_default_spec_verifies(default_run: Run) -> None:
     report = default_run.report
     assert report["exit_code"] == 0
     assert report["verdict"]["ok"] is True
-    assert [p["name"] for p in report["phases"]] == ["stop", "go", "continuous"]
+    assert [p["name"] for p in report["phases"]] == ["stop", "go1", "go", "continuous"]
+    assert [(r["label"], r["resumed_step"]) for r in report["verdict"]["resumes"]] == [("go1", 2), ("go", 10)]
 
 
 def test_default_run_killed_stop_after_complete_checkpoint(default_run: Run) -> None:
@@ -38,6 +51,10 @@ def test_default_run_killed_stop_after_complete_checkpoint(default_run: Run) -> 
     assert len(stop["kill"]["pids"]) >= 3
     assert stop["exit_code"] == -9
     assert 0 < report["sentinel_to_all_dead_s"] < 30
+    # go1 stopped too, at the first checkpoint of the next epoch, killed the same way.
+    go1 = report["phases"][1]
+    assert go1["exit_code"] == -9 and go1["kill"]["survivors"] == []
+    assert [(s["label"], s["trigger"]["step"]) for s in report["stops"]] == [("stop", 2), ("go1", 10)]
 
 
 def test_default_run_compared_every_metric_on_every_rank(default_run: Run) -> None:
@@ -45,15 +62,19 @@ def test_default_run_compared_every_metric_on_every_rank(default_run: Run) -> No
     checks = verdict["resume_checks"]
     assert {c["rank"] for c in checks} == {0, 1}
     assert {c["metric"] for c in checks} >= {"global_step", "learning_rate", "weights_digest", "consumed_samples"}
+    assert {c["step"] for c in checks} == {2, 10}
     assert all(c["ok"] for c in checks)
-    go = verdict["go_vs_reference"]
-    assert go["steps"] == list(range(3, 13))
-    assert go["compared_values"] > 100
+    trajectories = verdict["trajectories"]
+    assert trajectories["stop"]["steps"] == [1, 2]
+    assert trajectories["go1"]["steps"] == list(range(3, 11))
+    assert trajectories["go"]["steps"] == [11, 12]
+    assert trajectories["go1"]["compared_values"] > 100
+    assert verdict["go_vs_reference"] == trajectories["go"]
     assert verdict["stop_vs_reference"]["steps"] == [1, 2]
 
 
 def test_default_run_leaves_logs_and_json_report(default_run: Run) -> None:
-    for phase in ("stop", "go", "continuous"):
+    for phase in ("stop", "go1", "go", "continuous"):
         log = default_run.run_dir / "logs" / f"{phase}.log"
         assert log.stat().st_size > 0
     # Quiet by default: the workers' lines are in the per-rank logs, not on the terminal.
@@ -65,20 +86,45 @@ def test_default_run_leaves_logs_and_json_report(default_run: Run) -> None:
 
 def test_default_run_prewarmed_go_in_its_own_processes(default_run: Run) -> None:
     report = default_run.report
-    stop, go = report["phases"][0], report["phases"][1]
+    stop, go1, go = report["phases"][:3]
     timings = report["timings"]
     assert timings["prewarm"] is True and timings["reference"] == "after go"
-    assert go["prewarmed_s"] > 0
+    assert go1["prewarmed_s"] > 0 and go["prewarmed_s"] > 0
     # Fresh processes of their own torchrun: no pid shared, none among the killed ones.
-    assert not set(stop["pids"]) & set(go["pids"])
-    assert go["agent_pid"] not in stop["kill"]["pids"]
-    # Started before stop's kill was confirmed; released only after it.
+    for before, after in ((stop, go1), (go1, go)):
+        assert not set(before["pids"]) & set(after["pids"])
+        assert after["agent_pid"] not in before["kill"]["pids"]
+    # go warmed while go1 ran; released only after go1's kill was confirmed (the last kill).
     killed_at = timings["kill_confirmed_at"]
     assert len(go["results"]) == 2
-    assert all(r["started_at"] < killed_at < r["go_ahead_at"] for r in go["results"])
+    go1_released = min(r["go_ahead_at"] for r in go1["results"])
+    assert all(r["started_at"] < go1_released for r in go["results"])
+    assert all(r["go_ahead_at"] > killed_at for r in go["results"])
     assert 0 < timings["kill_to_go_first_step_s"] < 60
     assert timings["total_s"] > timings["go_s"] > 0
     assert "timings: stop" in default_run.stdout
+
+
+def test_default_run_resumes_after_an_epoch_boundary(default_run: Run) -> None:
+    report = default_run.report
+    coverage = report["coverage"]
+    points = {p["label"]: p for p in coverage["resume_points"]}
+    assert points["stop"]["step"] == 2 and points["stop"]["epoch"] == 0
+    # go1 stopped at the first checkpoint of epoch 1 (8 steps per epoch, one every 2).
+    assert points["go1"]["step"] == 10 and points["go1"]["epoch"] == 1
+    assert points["go1"]["batches_per_epoch"] == 8 and points["go1"]["accumulate_grad_batches"] == 1
+    assert {"mid-epoch", "after an epoch boundary"} <= set(coverage["exercised"])
+    missing = {m["situation"]: m["option"] for m in coverage["not_exercised"]}
+    assert missing["at an epoch boundary"] == "--kill-at 8"
+    assert "after an epoch boundary" not in missing
+    assert "coverage: resumed stop: step 2" in default_run.stdout
+
+
+def test_default_run_is_quiet_and_writes_nothing_outside_the_run_dir(default_run: Run, default_cwd: Path) -> None:
+    assert len(default_run.stdout.splitlines()) <= 40, default_run.stdout
+    assert "[stop r" not in default_run.stdout and "\x1b[" not in default_run.stdout
+    assert list(default_cwd.iterdir()) == []  # no lightning_logs/ or anything else
+    assert (default_run.run_dir / "logs" / "stop").is_dir()  # the workers' per-rank logs
 
 
 def test_default_run_leaves_no_process(default_run: Run) -> None:
@@ -87,7 +133,7 @@ def test_default_run_leaves_no_process(default_run: Run) -> None:
 
 def test_broken_scheduler_fails_naming_learning_rate(tmp_path: Path) -> None:
     # The reference runs alongside stop and go here (auto does so only with 4 cores a rank).
-    run = run_orchestrator(BROKEN_SPEC, tmp_path / "run", "--concurrent-reference", "always")
+    run = run_orchestrator(BROKEN_SPEC, tmp_path / "run", "--concurrent-reference", "always", "--single-stop")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert "learning_rate" in run.stderr
     report = run.report

@@ -22,7 +22,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path, Path]:
     out = tmp_path_factory.mktemp("html")
     html, png = out / "reports" / "report.html", out / "reports" / "overlay.png"
-    run = run_orchestrator(BROKEN_SPEC, out / "run", "--html-report", str(html), "--png-report", str(png), timeout=800)
+    # One resume (--single-stop): the charts show the stop, the go and the reference.
+    run = run_orchestrator(
+        BROKEN_SPEC, out / "run", "--single-stop", "--html-report", str(html), "--png-report", str(png), timeout=800
+    )
     return run, html, png
 
 

@@ -44,47 +44,15 @@ def test_kill_at_past_the_last_step_fails_at_train_start(tmp_path: Path) -> None
     assert "ChildFailedError" not in run.stdout + run.stderr
 
 
-@pytest.fixture(scope="module")
-def covered_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
-    cwd = tmp_path_factory.mktemp("cwd")
-    run = _run_in(cwd, DEFAULT_SPEC, tmp_path_factory.mktemp("covered") / "run", "--cover-epoch-boundary")
-    return run, cwd
-
-
-def test_covered_run_resumes_after_an_epoch_boundary(covered_run: tuple[Run, Path]) -> None:
-    run, _ = covered_run
-    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
-    report = run.report
-    assert [p["name"] for p in report["phases"]][:3] == ["stop", "go1", "go"]
-    coverage = report["coverage"]
-    points = {p["label"]: p for p in coverage["resume_points"]}
-    assert points["stop"]["step"] == 2 and points["stop"]["epoch"] == 0
-    # go1 stopped at the first checkpoint of epoch 1 (8 steps per epoch, one every 2).
-    assert points["go1"]["step"] == 10 and points["go1"]["epoch"] == 1
-    assert points["go1"]["batches_per_epoch"] == 8 and points["go1"]["accumulate_grad_batches"] == 1
-    assert {"mid-epoch", "after an epoch boundary"} <= set(coverage["exercised"])
-    missing = {m["situation"]: m["option"] for m in coverage["not_exercised"]}
-    assert missing["at an epoch boundary"] == "--kill-at 8"
-    assert "coverage: resumed stop: step 2" in run.stdout
-
-
-def test_covered_run_is_quiet_and_writes_nothing_outside_the_run_dir(covered_run: tuple[Run, Path]) -> None:
-    run, cwd = covered_run
-    assert len(run.stdout.splitlines()) <= 40, run.stdout
-    assert "[stop r" not in run.stdout and "\x1b[" not in run.stdout
-    assert list(cwd.iterdir()) == []  # no lightning_logs/ or anything else
-    assert (run.run_dir / "logs" / "stop").is_dir()  # the workers' per-rank logs
-
-
-def test_epoch_only_bug_fails_with_epoch_coverage(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run", "--cover-epoch-boundary")
+def test_epoch_only_bug_fails_by_default(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert run.report["coverage"]["resume_points"][1]["epoch"] == 1
 
 
 def test_a_crash_in_go1_is_a_go_failure(tmp_path: Path) -> None:
     # go1 resumed from step 2 and stops again; its crash at step 5 is after a resume (exit 4).
-    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", "--cover-epoch-boundary", "--no-reference")
+    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", "--no-reference")
     assert run.returncode == 4, run.stderr
     assert "go1 phase failed" in run.stderr and "injected crash at step 5" in run.stderr
     outcomes = {p["name"]: p["outcome"] for p in run.report["phases"]}
@@ -97,7 +65,7 @@ def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path) -> None:
     # A killed resumed phase must still cover every step from its resume to its stop: the
     # doubled global step jumps from 2 to 4, and step 3's absence comes first.
     mutant = Path(__file__).parent.parent / "harness_specs" / "mutants" / "global_step_double.py"
-    run = run_orchestrator(mutant, tmp_path / "run", "--cover-epoch-boundary")
+    run = run_orchestrator(mutant, tmp_path / "run")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     root = run.report["diagnosis"][0]
     assert (root["metric"], root["where"], root["step"]) == ("global_step", "go1", 3), root

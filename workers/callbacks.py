@@ -150,7 +150,7 @@ class RaiseAfterMetadataCallback(Callback):
         label: the phase's label, recorded in the sentinel.
         backend: vets the checkpoint before the sentinel names it; Lightning's by default.
         later_epoch: stop only at a checkpoint saved in a later epoch than the one this
-            phase started in (--cover-epoch-boundary's second stop, for coverage).
+            phase started in (the default scenario's second stop, go1, for coverage).
     """
 
     def __init__(

@@ -40,10 +40,11 @@ def _options(point: Mapping[str, Any]) -> dict[str, str]:
     per_epoch = point.get("steps_per_epoch") or 0
     last = point.get("last_step") or 0
     val_every = point.get("val_every_steps") or 0
+    two_epochs = bool(per_epoch and per_epoch < last)
     options = {
         MID_EPOCH: "--kill-at STEP (a step inside an epoch)",
-        AT_EPOCH_BOUNDARY: f"--kill-at {per_epoch}" if per_epoch and per_epoch < last else "a run of two epochs",
-        AFTER_EPOCH_BOUNDARY: "--cover-epoch-boundary" if per_epoch and per_epoch < last else "a run of two epochs",
+        AT_EPOCH_BOUNDARY: f"--kill-at {per_epoch}" if two_epochs else "a run of two epochs",
+        AFTER_EPOCH_BOUNDARY: "the default scenario (drop --single-stop)" if two_epochs else "a run of two epochs",
         AFTER_VALIDATION: f"--kill-at {val_every}" if val_every else "validations by steps",
         BETWEEN_VALIDATIONS: f"--kill-at {val_every + 1}" if val_every and val_every + 1 < last else "--kill-at",
         AT_ACCUMULATION_BOUNDARY: "a spec with accumulate_grad_batches > 1",

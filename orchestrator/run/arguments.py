@@ -80,12 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop and resume N times in fresh processes, verifying every resume (default: 1)",
     )
     scenario.add_argument(
-        "--cover-epoch-boundary",
+        "--single-stop",
         dest="epoch_coverage",
-        action="store_true",
-        help="stop a second time (go1) at the first checkpoint of a later epoch, so the final go resumes "
-        "after an epoch boundary (one more phase; dropped when the run has no such checkpoint)",
+        action="store_false",
+        help="stop once, at the first checkpoint (the seed's scenario). Default: a second stop (go1) at the "
+        "first checkpoint of a later epoch, so the final go resumes after an epoch boundary (dropped when "
+        "the run has no such checkpoint)",
     )
+    # The option that turned go1 on before it was the default; kept so old command lines run.
+    scenario.add_argument("--cover-epoch-boundary", dest="epoch_coverage", action="store_true", help=argparse.SUPPRESS)
     scenario.add_argument(
         "--no-reference",
         dest="reference",

@@ -40,10 +40,10 @@ class RunOptions:
     reference_from: Path | None = None
     # --concurrent-reference: auto (where the machine has room), always or never.
     concurrent_reference: str = "auto"
-    # --cover-epoch-boundary: a second stop (go1) at the first checkpoint of a later epoch
-    # than the first resume's, so the final go resumes after an epoch boundary (issue 12).
-    # The runner drops go1 when the stop's resume point lists no such checkpoint.
-    epoch_coverage: bool = False
+    # By default a second stop (go1) at the first checkpoint of a later epoch than the first
+    # resume's, so the final go resumes after an epoch boundary (issue 12); --single-stop
+    # turns it off. The runner drops go1 when the stop's resume point lists no such checkpoint.
+    epoch_coverage: bool = True
     # ``stop-and-go run -- SCRIPT``: the worker command of each phase (None: the spec's worker).
     worker_argv: WorkerArgv | None = None
 

@@ -54,7 +54,7 @@ def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozens
     """Which phases warm while which runs: each label's successor in ``labels``.
 
     An ``optional`` successor (one the runner may drop once the current phase has told it
-    enough, like --cover-epoch-boundary's ``go1``) warms together with the phase after it,
+    enough, like the default scenario's ``go1``) warms together with the phase after it,
     so that whichever runs next is warm.
     """
     following: dict[str, list[str]] = {}

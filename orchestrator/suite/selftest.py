@@ -1,8 +1,9 @@
 """``python -m orchestrator self-test``: prove the checker catches every mutant.
 
-Runs the correct default spec (the control, which must verify) and every mutant of the
-catalog (``harness_specs/mutants/*.py``), each a full orchestrator run in its own
-subprocess: stop, kill, go, continuous reference, verdict. A mutant declares the metric
+Runs the correct default spec (the control, which must verify, in the default scenario)
+and every mutant of the catalog (``harness_specs/mutants/*.py``), each a full orchestrator
+run in its own subprocess: stop, kill, go, continuous reference, verdict (mutants with
+``--single-stop``: one resume catches each). A mutant declares the metric
 that must catch it (``CAUGHT_BY = "..."``) and its bug class (``BUG_CLASS = "..."``). It
 counts as caught only if the run exits 1 (resume mismatch) and its verdict names that
 metric; a mutant that declares ``EXPECTED_CAUSE = "<cause id>"`` must also get that cause
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MUTANTS_DIR = REPO / "harness_specs" / "mutants"
 DEFAULT_CONTROL = REPO / "harness_specs" / "tiny_lightning.py"
 EXIT_MISMATCH = 1
+SINGLE_STOP = "--single-stop"
 
 
 class SelfTestUsageError(Exception):
@@ -60,16 +62,18 @@ class Mutant:
     def extra_args(self, references: dict[str, Path] | None = None, nproc: int = 2) -> list[str]:
         """Orchestrator arguments this mutant's run adds to the self-test's.
 
-        ``references`` maps ``reference_key`` digests to finished runs whose continuous
-        reference can be reused (``--reference-from``).
+        Every mutant resumes once (``--single-stop``): each is caught by a resume in epoch 0,
+        and the default scenario's second stop would cost each run one more phase. The
+        control runs the default scenario. ``references`` maps ``reference_key`` digests to
+        finished runs whose continuous reference can be reused (``--reference-from``).
         """
         if self.caught_at == "resume":
-            return ["--no-reference"]
+            return [SINGLE_STOP, "--no-reference"]
         if self.shares_reference is not None and references:
             shared = references.get(reference_key(self.shares_reference, None, nproc))
             if shared is not None:
-                return ["--reference-from", str(shared)]
-        return []
+                return [SINGLE_STOP, "--reference-from", str(shared)]
+        return [SINGLE_STOP]
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Test spec: a sampler that restores its position within the epoch but not the epoch.
 
-A resume in epoch 0 (the default first stop) is exact; a resume after an epoch boundary
-shuffles with epoch 0's seed again, so only a run that resumes in a later epoch
-(``--cover-epoch-boundary``) catches it, by the data ledger.
+A resume in epoch 0 (the first stop) is exact; a resume after an epoch boundary shuffles
+with epoch 0's seed again, so only a run that resumes in a later epoch (the default
+scenario's go1; ``--single-stop`` passes it) catches it, by the data ledger.
 """
 
 from __future__ import annotations

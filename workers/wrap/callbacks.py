@@ -90,7 +90,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
     The check runs at the next batch start, after the ``ModelCheckpoint`` hook that saved
     (and its barrier) has returned, so the sentinel never names a half-written file.
     With ``kill_at`` the stop step is fixed as in spec mode; with ``later_epoch`` (the
-    --cover-epoch-boundary's go1) only a checkpoint of a later epoch than the start's counts.
+    the default scenario's go1) only a checkpoint of a later epoch than the start's counts.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -118,7 +118,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
         if step is None or step != trainer.global_step or step <= self.start_step:
             return
         if self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch:
-            return  # go1 of --cover-epoch-boundary: resume the final go after an epoch boundary
+            return  # the default scenario's go1: resume the final go after an epoch boundary
         self._stop(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -26,7 +26,7 @@ class WrapConfig:
     check_rng: bool = False
     stop_after_resume: bool = False
     kill_at: str | None = None
-    # --cover-epoch-boundary's go1: stop only at a checkpoint of a later epoch (coverage).
+    # The default scenario's go1: stop only at a checkpoint of a later epoch (coverage).
     later_epoch: bool = False
 
     def to_env(self) -> str:
