@@ -96,6 +96,25 @@ def test_known_and_unknown_causes() -> None:
     assert diagnose(noisy)[0]["cause_id"] == "nondeterministic"
 
 
+def test_a_sampler_one_epoch_ahead_is_named_before_a_generic_offset() -> None:
+    # What a resume from an epoch-end checkpoint gives on Lightning 2.6 (tests/test_run_side.py runs it).
+    go = SimpleNamespace(
+        divergences=[
+            MetricCheck("batch_hash", 0, "a9", "b0", False, 9),
+            MetricCheck("consumed_samples", 0, 72, 136, False, 9),
+            MetricCheck("sampler_state", 0, {"epoch": 1, "seed": 7}, {"epoch": 2, "seed": 7}, False, 9),
+        ],
+        missing_steps={},
+        cadence=[],
+    )
+    root = diagnose(_verdict(trajectories={"go": go}))[0]
+    assert (root["step"], root["cause_id"]) == (9, "sampler_epoch_ahead")
+    assert "on_train_epoch_end" in root["fix"]
+    lagging = [MetricCheck("sampler_state", 0, {"epoch": 2}, {"epoch": 1}, False, 9)]
+    behind = SimpleNamespace(divergences=lagging, missing_steps={}, cadence=[])
+    assert diagnose(_verdict(trajectories={"go": behind}))[0]["cause_id"] == "sampler_offset"
+
+
 def test_a_later_resume_point_finding_names_its_own_step() -> None:
     # The default scenario's go1 resumed at step 10; its mismatch is not at the first resume's step 2.
     later = _verdict(resume_checks=[MetricCheck("lr_scheduler_state", 0, "a", "b", False, 10)])

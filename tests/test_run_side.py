@@ -73,14 +73,19 @@ def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path) -> None:
     assert "go1 never recorded steps [3] of the reference" in run.stdout
 
 
-def test_epoch_end_checkpoints_are_stopped_at_without_options(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run", "--no-reference")
+def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caught(tmp_path: Path) -> None:
+    run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run")
     report = run.report
     # The stop found the end of epoch 0's checkpoint by itself; the resume point matched.
     assert report["sentinel"]["step"] == 8
-    assert report["verdict"] is not None
     assert all(c["ok"] for c in report["verdict"]["resume_checks"])
     assert report["coverage"]["exercised"][0] == "at an epoch boundary"
+    # ...but after it Lightning 2.6 passes set_epoch(2) for epoch 1: the first resumed batch
+    # is another permutation's than the reference's, named as that cause.
+    assert run.returncode == 1, run.stderr + run.stdout[-3000:]
+    root = report["diagnosis"][0]
+    assert (root["where"], root["step"], root["cause_id"]) == ("go", 9, "sampler_epoch_ahead"), root
+    assert "cause: the resumed sampler shuffles the next epoch's permutation" in run.stdout
 
 
 def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:

@@ -66,6 +66,16 @@ CATALOG: list[dict[str, Any]] = [
         "StatefulDataLoader) or the kit's resumable loader from `workers`",
     },
     {
+        "id": "sampler_epoch_ahead",
+        "metrics": list(DATA),
+        "test": "sampler_epoch_ahead",
+        "cause": "the resumed sampler shuffles the next epoch's permutation: its epoch is one ahead of the "
+        "reference's. After a resume from a checkpoint saved at an epoch's end, Lightning (2.6) counts the "
+        "finished epoch again in its loop state and passes that count to set_epoch",
+        "fix": "checkpoint on steps or validations (every_n_train_steps, or save_on_train_epoch_end=False) "
+        "instead of in on_train_epoch_end, or seed the sampler from trainer.current_epoch",
+    },
+    {
         "id": "sampler_offset",
         "metrics": list(DATA),
         "cause": "the data stream after the resume is not the reference's: the sampler's resume offset was "

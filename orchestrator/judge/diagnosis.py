@@ -141,6 +141,16 @@ def _restarted(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Ma
     return bool(_duplicated(found))
 
 
+def _sampler_epoch_ahead(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]) -> bool:
+    for g in found:
+        if g["metric"] != "sampler_state" or g["where"] != f["where"]:
+            continue
+        want, got = g.get("expected"), g.get("actual")
+        if isinstance(want, dict) and isinstance(got, dict) and isinstance(want.get("epoch"), int):
+            return got.get("epoch") == want["epoch"] + 1
+    return False
+
+
 def _equal_across_ranks(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]) -> bool:
     same = [g for g in found if g["metric"] == f["metric"] and g["where"] == f["where"] and g["step"] == f["step"]]
     if len(same) < 1:
@@ -171,6 +181,7 @@ TESTS: dict[str, Test] = {
     "resumed_other_checkpoint": _resumed_other_checkpoint,
     "duplicated_after_epoch_boundary": _duplicated_after_epoch_boundary,
     "restarted": _restarted,
+    "sampler_epoch_ahead": _sampler_epoch_ahead,
     "equal_across_ranks": _equal_across_ranks,
     "off_by_one": _off_by_one,
     "zero_after": _zero_after,
