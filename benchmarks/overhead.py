@@ -28,7 +28,7 @@ def main() -> int:
         run_dir = Path(tmp) / "run"
         command = [
             sys.executable, "-m", "orchestrator", args.spec, "--run-dir", str(run_dir),
-            "--nproc-per-node", str(args.nproc_per_node), "--quiet",
+            "--nproc-per-node", str(args.nproc_per_node), "--quiet", "--single-stop",  # stop+go: one resume
         ]  # fmt: skip
         proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         report_path = run_dir / "report.json"

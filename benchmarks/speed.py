@@ -5,8 +5,10 @@
 Runs, one after the other on this machine:
 1. the bare baseline: three plain torchrun launches of the same tiny job, stop (2 steps),
    go (resume to the end) and continuous (``benchmarks/_bare_worker.py``);
-2. the full orchestrator verdict of the default spec (pre-warmed go);
-3. the same with ``--no-prewarm``.
+2. the full orchestrator verdict of the default spec with one stop (``--single-stop``: the
+   same three phases as the bare baseline), pre-warmed;
+3. the same with ``--no-prewarm``;
+4. the default scenario (stop, go1 in the next epoch, go, continuous), pre-warmed;
 and prints each wall time, the ratio full/bare, and the kill -> go first step latency with
 and without pre-warm (from the reports' ``"timings"``). No thresholds: figures to read.
 """
@@ -62,16 +64,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="stop-and-go-speed-") as tmp:
         root = Path(tmp)
         bare_s = None if args.skip_bare else bare(root / "bare", args.nproc_per_node)
-        warm_s, warm = verdict(root / "prewarm", args.nproc_per_node)
-        cold_s, cold = verdict(root / "cold", args.nproc_per_node, "--no-prewarm")
+        warm_s, warm = verdict(root / "prewarm", args.nproc_per_node, "--single-stop")
+        cold_s, cold = verdict(root / "cold", args.nproc_per_node, "--single-stop", "--no-prewarm")
+        default_s, default = verdict(root / "default", args.nproc_per_node)
     if bare_s is not None:
         print(f"bare stop+go+continuous (3 plain torchrun launches): {bare_s:.1f}s")
     print(f"full verdict, pre-warmed:  {warm_s:.1f}s (stop {warm['stop_s']:.1f}s, go {warm['go_s']:.1f}s, "
           f"reference {warm['reference_s']:.1f}s)")  # fmt: skip
     print(f"full verdict, --no-prewarm: {cold_s:.1f}s (stop {cold['stop_s']:.1f}s, go {cold['go_s']:.1f}s, "
           f"reference {cold['reference_s']:.1f}s)")  # fmt: skip
+    print(f"default scenario (stop, go1, go, continuous), pre-warmed: {default_s:.1f}s "
+          f"(phases: {', '.join(f'{k} {v:.1f}s' for k, v in default['phases_s'].items())})")  # fmt: skip
     if bare_s is not None:
-        print(f"ratio full/bare: {warm_s / bare_s:.2f}x pre-warmed, {cold_s / bare_s:.2f}x without")
+        print(f"ratio full/bare (one stop): {warm_s / bare_s:.2f}x pre-warmed, {cold_s / bare_s:.2f}x without")
     print(f"kill -> go first step: {warm['kill_to_go_first_step_s']:.2f}s pre-warmed, "
           f"{cold['kill_to_go_first_step_s']:.2f}s without")  # fmt: skip
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

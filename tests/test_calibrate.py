@@ -53,7 +53,7 @@ def test_calibrate_measures_noise_and_writes_tolerances(calibration: tuple[Run, 
 
 def test_noise_beyond_the_default_tolerance_is_a_nondeterministic_spec(tmp_path: Path) -> None:
     # Stop already differs from the reference before its stop: exit 9, not a resume mismatch.
-    run = run_orchestrator(NOISY_SPEC, tmp_path / "run", "--quiet")
+    run = run_orchestrator(NOISY_SPEC, tmp_path / "run", "--quiet", "--single-stop")
     assert run.returncode == 9, run.stderr + run.stdout[-3000:]
     assert "jitter" in run.stderr and "not deterministic" in run.stderr
     failures = run.report["verdict"]["failures"]
@@ -67,7 +67,7 @@ def test_noise_beyond_the_default_tolerance_is_a_nondeterministic_spec(tmp_path:
 def test_calibrated_tolerances_pass_the_correct_spec(calibration: tuple[Run, dict], tmp_path: Path) -> None:
     run, _ = calibration
     pinned = run_orchestrator(
-        NOISY_SPEC, tmp_path / "run", "--quiet", "--tolerances", str(run.run_dir / "calibration.json")
+        NOISY_SPEC, tmp_path / "run", "--quiet", "--single-stop", "--tolerances", str(run.run_dir / "calibration.json")
     )
     assert pinned.returncode == 0, pinned.stderr + pinned.stdout[-3000:]
     checks = [c for c in pinned.report["verdict"]["resume_checks"] if c["metric"] == "jitter"]
@@ -77,7 +77,7 @@ def test_calibrated_tolerances_pass_the_correct_spec(calibration: tuple[Run, dic
 def test_calibrated_tolerances_still_catch_a_mutant(calibration: tuple[Run, dict], tmp_path: Path) -> None:
     run, _ = calibration
     caught = run_orchestrator(
-        MUTANT, tmp_path / "run", "--quiet", "--tolerances", str(run.run_dir / "calibration.json")
+        MUTANT, tmp_path / "run", "--quiet", "--single-stop", "--tolerances", str(run.run_dir / "calibration.json")
     )
     assert caught.returncode == 1, caught.stderr + caught.stdout[-3000:]
     assert "learning_rate" in caught.stderr

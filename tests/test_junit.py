@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(900)
 def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
     out = tmp_path_factory.mktemp("junit")
     xml = out / "junit" / "broken.xml"
-    return run_orchestrator(BROKEN_SPEC, out / "run", "--junit-xml", str(xml), timeout=800), xml
+    return run_orchestrator(BROKEN_SPEC, out / "run", "--single-stop", "--junit-xml", str(xml), timeout=800), xml
 
 
 def test_mismatch_is_one_failed_testcase_naming_metric_and_step(broken_run: tuple[Run, Path]) -> None:

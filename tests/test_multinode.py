@@ -27,7 +27,9 @@ def test_agent_command_joins_a_c10d_rendezvous() -> None:
 
 
 def test_two_nodes_one_process_each_resume_verified(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--nnodes", "2", "--nproc-per-node", "1", "--quiet")
+    run = run_orchestrator(
+        DEFAULT_SPEC, tmp_path / "run", "--nnodes", "2", "--nproc-per-node", "1", "--quiet", "--single-stop"
+    )
     assert run.returncode == 0, run.stderr
     report = run.report
     stop = report["phases"][0]

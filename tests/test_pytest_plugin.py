@@ -52,12 +52,12 @@ class SeedStyleHarness(StopAndGoHarness):
 
 
 def test_default_spec_resumes(stop_and_go):
-    result = stop_and_go.run({default!r}, nproc_per_node=2, reference=False)
+    result = stop_and_go.run({default!r}, nproc_per_node=2, reference=False, extra_args=["--single-stop"])
     assert result.verified and result.report["verdict"]["ok"]
 
 
 def test_broken_scheduler_resumes(stop_and_go):
-    stop_and_go.run({broken!r}, nproc_per_node=2)
+    stop_and_go.run({broken!r}, nproc_per_node=2, extra_args=["--single-stop"])
 
 
 def test_seed_style_harness_resumes(stop_and_go):

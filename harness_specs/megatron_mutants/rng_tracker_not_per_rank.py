@@ -20,6 +20,7 @@ from workers.backends.megatron import MegatronCoreStrategy
 CAUGHT_BY = "megatron_rng_tracker"
 EXPECTED_CAUSE = "rng_replicated"
 CAUGHT_AT = "resume"
+MIN_RANKS = 2  # rank 1 must resume with a tracker other than its own
 BUG_CLASS = "RNG tracker saved once and restored to every rank (not per rank)"
 
 

@@ -17,6 +17,9 @@ from workers.kit import ResumableLoader, ResumableSampler
 
 CAUGHT_BY = "sample_ledger"
 EXPECTED_CAUSE = "sampler_offset"
+# Its bug shows after an epoch boundary: within the run's 12 steps only with 2 ranks or more
+# (an epoch is 8 steps with two ranks, 16 with one).
+MIN_RANKS = 2
 BUG_CLASS = "resume offset re-applied every epoch (Megatron-Bridge 4565)"
 # Its bug acts only on a resume: its continuous run is the default spec's (self-test reuses it).
 SHARES_REFERENCE = "../tiny_lightning.py"

@@ -18,6 +18,7 @@ from workers.kit import RngStateCallback
 CAUGHT_BY = "rng_torch"
 EXPECTED_CAUSE = "rng_replicated"
 CAUGHT_AT = "resume"
+MIN_RANKS = 2  # rank 1 must resume with a state other than its own
 BUG_CLASS = "per-rank RNG saved as replicated: rank 1 gets rank 0's stream (Megatron-LM PR 6858)"
 
 

@@ -35,6 +35,9 @@ DEFAULT_MUTANTS_DIR = REPO / "harness_specs" / "mutants"
 DEFAULT_CONTROL = REPO / "harness_specs" / "tiny_lightning.py"
 EXIT_MISMATCH = 1
 SINGLE_STOP = "--single-stop"
+# One rank per phase: every mutant's bug but the per-rank ones (MIN_RANKS) shows with one,
+# and each rank of a phase costs a whole import of torch, Lightning and the spec.
+DEFAULT_NPROC = 1
 
 
 class SelfTestUsageError(Exception):
@@ -58,6 +61,9 @@ class Mutant:
     # EXPECTED_CAUSE = "<cause id>" (orchestrator.judge.causes): what the run's first
     # diagnosis must name; checked when declared.
     expected_cause: str | None = None
+    # MIN_RANKS = N: the bug shows only with N ranks or more (per-rank state, a sampler's
+    # split of the epoch); the mutant's run gets at least N workers per phase.
+    min_ranks: int = 1
 
     def extra_args(self, references: dict[str, Path] | None = None, nproc: int = 2) -> list[str]:
         """Orchestrator arguments this mutant's run adds to the self-test's.
@@ -105,12 +111,13 @@ class MutantResult:
         }
 
 
-def _module_constant(tree: ast.Module, name: str) -> str | None:
+def _module_constant(tree: ast.Module, name: str, kind: type = str) -> Any:
     for node in tree.body:
         if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Constant):
             continue
-        if any(isinstance(t, ast.Name) and t.id == name for t in node.targets) and isinstance(node.value.value, str):
-            return node.value.value
+        value = node.value.value
+        if any(isinstance(t, ast.Name) and t.id == name for t in node.targets) and type(value) is kind:
+            return value
     return None
 
 
@@ -132,7 +139,12 @@ def read_mutant(path: Path) -> Mutant:
         raise SelfTestUsageError(f"mutant {path}: SHARES_REFERENCE {shares!r} is not a file")
     expected_cause = _module_constant(tree, "EXPECTED_CAUSE")
     bug_class = _module_constant(tree, "BUG_CLASS") or ""
-    return Mutant(path.stem, path, caught_by, bug_class, caught_at, base, expected_cause=expected_cause)
+    min_ranks = _module_constant(tree, "MIN_RANKS", int) or 1
+    if min_ranks < 1:
+        raise SelfTestUsageError(f"mutant {path}: MIN_RANKS must be at least 1, not {min_ranks}")
+    return Mutant(
+        path.stem, path, caught_by, bug_class, caught_at, base, expected_cause=expected_cause, min_ranks=min_ranks
+    )
 
 
 def discover(mutants_dir: Path, only: list[str] | None = None) -> list[Mutant]:
@@ -212,8 +224,9 @@ def run_self_test(
 
     def run_one(mutant: Mutant) -> MutantResult:
         run_dir = run_root / mutant.name
-        mine = mutant.extra_args(references, _nproc(extra))
-        code, report, wall = run_spec(mutant.path, run_dir, [*extra, *mine], timeout_s)
+        ranks = _with_nproc(extra, max(_nproc(extra), mutant.min_ranks))
+        mine = mutant.extra_args(references, _nproc(ranks))
+        code, report, wall = run_spec(mutant.path, run_dir, [*ranks, *mine], timeout_s)
         caught, finding, first_failure = judge_mutant(mutant, code, report)
         named = sorted({f["metric"] for f in ((report or {}).get("verdict") or {}).get("findings") or []})
         return MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)
@@ -242,7 +255,17 @@ def run_self_test(
 
 
 def _nproc(extra: list[str]) -> int:
-    return int(extra[extra.index("--nproc-per-node") + 1]) if "--nproc-per-node" in extra else 2
+    return int(extra[extra.index("--nproc-per-node") + 1]) if "--nproc-per-node" in extra else DEFAULT_NPROC
+
+
+def _with_nproc(extra: list[str], nproc: int) -> list[str]:
+    """``extra`` with ``--nproc-per-node nproc``."""
+    out = list(extra)
+    if "--nproc-per-node" in out:
+        out[out.index("--nproc-per-node") + 1] = str(nproc)
+    else:
+        out += ["--nproc-per-node", str(nproc)]
+    return out
 
 
 def _remember_reference(spec: Path, run_dir: Path, extra: list[str], run_root: Path) -> dict[str, Path]:
@@ -299,7 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--control", type=Path, default=DEFAULT_CONTROL, help="the correct spec that must verify")
     parser.add_argument("--run-dir", type=Path, help="where the runs go (default: ./stop_and_go_runs/self-test-<time>)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per-phase timeout of each run (s)")
-    parser.add_argument("--nproc-per-node", type=int, default=2, help="workers per phase")
+    parser.add_argument(
+        "--nproc-per-node",
+        type=int,
+        default=DEFAULT_NPROC,
+        help=f"workers per phase of the control and of each mutant (default: {DEFAULT_NPROC}; a mutant "
+        "whose bug needs more ranks declares MIN_RANKS and gets them)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="mutant runs at once (default: 1)")
     return parser
 
