@@ -104,3 +104,22 @@ def _no_inherited_run_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("STOP_AND_GO_"):
             monkeypatch.delenv(name)
+
+
+@dataclass
+class ReportedRun:
+    """The broken spec's run with every report file, shared by the HTML and JUnit tests."""
+
+    run: Run
+    html: Path
+    png: Path
+    junit: Path
+
+
+@pytest.fixture(scope="session")
+def broken_reported_run(tmp_path_factory: pytest.TempPathFactory) -> ReportedRun:
+    """One run of the broken spec (one resume, ``--single-stop``) writing HTML, PNG and JUnit."""
+    out = tmp_path_factory.mktemp("reported")
+    html, png, junit = out / "reports" / "report.html", out / "reports" / "overlay.png", out / "junit" / "broken.xml"
+    extra = ("--single-stop", "--html-report", str(html), "--png-report", str(png), "--junit-xml", str(junit))
+    return ReportedRun(run_orchestrator(BROKEN_SPEC, out / "run", *extra, timeout=800), html, png, junit)

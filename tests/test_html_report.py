@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BROKEN_SPEC, Run, one_line, run_orchestrator
+from tests.conftest import BROKEN_SPEC, ReportedRun, Run, one_line, run_orchestrator
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -19,14 +19,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path, Path]:
-    out = tmp_path_factory.mktemp("html")
-    html, png = out / "reports" / "report.html", out / "reports" / "overlay.png"
-    # One resume (--single-stop): the charts show the stop, the go and the reference.
-    run = run_orchestrator(
-        BROKEN_SPEC, out / "run", "--single-stop", "--html-report", str(html), "--png-report", str(png), timeout=800
-    )
-    return run, html, png
+def broken_run(broken_reported_run: ReportedRun) -> tuple[Run, Path, Path]:
+    # One resume (--single-stop): the charts show the stop, the go and the reference. The
+    # same run writes tests/test_junit.py's file.
+    return broken_reported_run.run, broken_reported_run.html, broken_reported_run.png
 
 
 def _metric_card(page: str, metric: str) -> str:

@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from tests.conftest import BROKEN_SPEC, SPECS, Run, run_orchestrator
+from tests.conftest import SPECS, ReportedRun, Run, run_orchestrator
 
 pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="module")
-def broken_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
-    out = tmp_path_factory.mktemp("junit")
-    xml = out / "junit" / "broken.xml"
-    return run_orchestrator(BROKEN_SPEC, out / "run", "--single-stop", "--junit-xml", str(xml), timeout=800), xml
+def broken_run(broken_reported_run: ReportedRun) -> tuple[Run, Path]:
+    # The same run as tests/test_html_report.py's: one run writes every report file.
+    return broken_reported_run.run, broken_reported_run.junit
 
 
 def test_mismatch_is_one_failed_testcase_naming_metric_and_step(broken_run: tuple[Run, Path]) -> None:
