@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from orchestrator.judge.causes import DATA
-from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, discover
+from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, SelfTestUsageError, discover, read_mutant
 from tests.conftest import REPO, assert_nothing_left
 
 # The whole catalog runs in the first test's fixture: allow for it on 2 busy cores.
@@ -123,6 +123,24 @@ def test_control_verifies_and_serves_the_shared_references(self_test: SelfTestRu
             assert report["verdict"]["go_vs_reference"] is not None
         else:
             assert not report["timings"]["reference"].startswith("shared"), mutant.name
+
+
+def test_each_mutant_ran_with_the_ranks_its_bug_needs(self_test: SelfTestRun) -> None:
+    # One worker per phase by default; MIN_RANKS = 2 for per-rank state and for a bug that
+    # shows after an epoch boundary (an epoch is 16 steps with one rank, 8 with two).
+    assert {m.name for m in MUTANTS if m.min_ranks == 2} == {"rng_replicated", "offset_every_epoch"}
+    control = json.loads((self_test.run_root / "control" / "run.json").read_text())
+    assert control["nproc_per_node"] == 1
+    for mutant in MUTANTS:
+        run = json.loads((self_test.run_root / mutant.name / "run.json").read_text())
+        assert run["nproc_per_node"] == mutant.min_ranks, mutant.name
+
+
+def test_a_bad_min_ranks_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text('CAUGHT_BY = "rng_torch"\nMIN_RANKS = 0\n')
+    with pytest.raises(SelfTestUsageError, match="MIN_RANKS must be at least 1"):
+        read_mutant(bad)
 
 
 def test_sampler_restart_is_diagnosed_as_data_with_cause_and_fix(self_test: SelfTestRun) -> None:

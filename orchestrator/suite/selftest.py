@@ -3,7 +3,8 @@
 Runs the correct default spec (the control, which must verify, in the default scenario)
 and every mutant of the catalog (``harness_specs/mutants/*.py``), each a full orchestrator
 run in its own subprocess: stop, kill, go, continuous reference, verdict (mutants with
-``--single-stop``: one resume catches each). A mutant declares the metric
+``--single-stop``: one resume catches each). Every run has one worker per phase unless
+``--nproc-per-node`` says otherwise; a mutant whose bug needs more declares ``MIN_RANKS``. A mutant declares the metric
 that must catch it (``CAUGHT_BY = "..."``) and its bug class (``BUG_CLASS = "..."``). It
 counts as caught only if the run exits 1 (resume mismatch) and its verdict names that
 metric; a mutant that declares ``EXPECTED_CAUSE = "<cause id>"`` must also get that cause
@@ -65,7 +66,7 @@ class Mutant:
     # split of the epoch); the mutant's run gets at least N workers per phase.
     min_ranks: int = 1
 
-    def extra_args(self, references: dict[str, Path] | None = None, nproc: int = 2) -> list[str]:
+    def extra_args(self, references: dict[str, Path] | None = None, nproc: int = DEFAULT_NPROC) -> list[str]:
         """Orchestrator arguments this mutant's run adds to the self-test's.
 
         Every mutant resumes once (``--single-stop``): each is caught by a resume in epoch 0,
@@ -139,7 +140,8 @@ def read_mutant(path: Path) -> Mutant:
         raise SelfTestUsageError(f"mutant {path}: SHARES_REFERENCE {shares!r} is not a file")
     expected_cause = _module_constant(tree, "EXPECTED_CAUSE")
     bug_class = _module_constant(tree, "BUG_CLASS") or ""
-    min_ranks = _module_constant(tree, "MIN_RANKS", int) or 1
+    declared = _module_constant(tree, "MIN_RANKS", int)
+    min_ranks = 1 if declared is None else declared
     if min_ranks < 1:
         raise SelfTestUsageError(f"mutant {path}: MIN_RANKS must be at least 1, not {min_ranks}")
     return Mutant(

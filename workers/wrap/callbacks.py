@@ -90,7 +90,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
     The check runs at the next batch start, after the ``ModelCheckpoint`` hook that saved
     (and its barrier) has returned, so the sentinel never names a half-written file.
     With ``kill_at`` the stop step is fixed as in spec mode; with ``later_epoch`` (the
-    the default scenario's go1) only a checkpoint of a later epoch than the start's counts.
+    default scenario's go1) only a checkpoint of a later epoch than the start's counts.
     """
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
