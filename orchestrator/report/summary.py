@@ -158,7 +158,7 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
                 checks = [c for c in verdict.resume_checks if step is None or c.step == step]
                 lines += [f"  at step {step}:"] if step is not None else []
                 lines += _table(_check_rows(checks), ["metric", "rank", "saved", "resumed", "verdict"])
-        if len(verdict.resumes) > 1:  # --cycles: every resume point, each against what it saved
+        if len(verdict.resumes) > 1:  # go1, --cycles: every resume point, each against what it saved
             for r in verdict.resumes:
                 state = "identical" if not r.get("mismatched") else f"{r['mismatched']} mismatched"
                 lines.append(f"  {r['label']} resumed at step {r['resumed_step']}: {r.get('values', 0)} values {state}")
