@@ -103,8 +103,7 @@ def test_plain_output_stays_line_based(terminal: bool, tmp_path: Path) -> None:
     # A spec error found by the workers: a short run through the whole event path.
     spec = SPECS / "no_harness.py"
     if terminal:
-        # No pre-warmed phases: they would only import the same broken spec alongside stop.
-        code, output = run_in_pty(orchestrator_command(spec, tmp_path / "run", "--plain", "--no-prewarm"), timeout=300)
+        code, output = run_in_pty(orchestrator_command(spec, tmp_path / "run", "--plain"), timeout=300)
     else:
         run = run_orchestrator(spec, tmp_path / "run")
         code, output = run.returncode, run.stdout
