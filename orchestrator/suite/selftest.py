@@ -4,8 +4,8 @@ Runs the correct default spec (the control, which must verify, in the default sc
 and every mutant of the catalog (``harness_specs/mutants/*.py``), each a full orchestrator
 run in its own subprocess: stop, kill, go, continuous reference, verdict (mutants with
 ``--single-stop``: one resume catches each). Every run has one worker per phase unless
-``--nproc-per-node`` says otherwise; a mutant whose bug needs more declares ``MIN_RANKS``. A mutant declares the metric
-that must catch it (``CAUGHT_BY = "..."``) and its bug class (``BUG_CLASS = "..."``). It
+``--nproc-per-node`` says otherwise; a mutant whose bug needs more declares ``MIN_RANKS``.
+A mutant declares the metric that must catch it (``CAUGHT_BY = "..."``) and its bug class (``BUG_CLASS = "..."``). It
 counts as caught only if the run exits 1 (resume mismatch) and its verdict names that
 metric; a mutant that declares ``EXPECTED_CAUSE = "<cause id>"`` must also get that cause
 as its first diagnosis (``orchestrator.judge.causes``). The line printed for it gives the
@@ -76,11 +76,10 @@ class Mutant:
         """
         if self.caught_at == "resume":
             return [SINGLE_STOP, "--no-reference"]
+        shared = None
         if self.shares_reference is not None and references:
             shared = references.get(reference_key(self.shares_reference, None, nproc))
-            if shared is not None:
-                return [SINGLE_STOP, "--reference-from", str(shared)]
-        return [SINGLE_STOP]
+        return [SINGLE_STOP, *(["--reference-from", str(shared)] if shared is not None else [])]
 
 
 @dataclass
@@ -226,9 +225,9 @@ def run_self_test(
 
     def run_one(mutant: Mutant) -> MutantResult:
         run_dir = run_root / mutant.name
-        ranks = _with_nproc(extra, max(_nproc(extra), mutant.min_ranks))
-        mine = mutant.extra_args(references, _nproc(ranks))
-        code, report, wall = run_spec(mutant.path, run_dir, [*ranks, *mine], timeout_s)
+        nproc = max(_nproc(extra), mutant.min_ranks)
+        mine = mutant.extra_args(references, nproc)
+        code, report, wall = run_spec(mutant.path, run_dir, [*_with_nproc(extra, nproc), *mine], timeout_s)
         caught, finding, first_failure = judge_mutant(mutant, code, report)
         named = sorted({f["metric"] for f in ((report or {}).get("verdict") or {}).get("findings") or []})
         return MutantResult(mutant, code, caught, finding, first_failure, wall, run_dir, named)
