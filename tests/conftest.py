@@ -116,10 +116,52 @@ class ReportedRun:
     junit: Path
 
 
+# Session-wide runs: each serves the assertions of several test files, so that the suite
+# pays for one launch of each (issue 15: the suite is CPU-bound on the workers' imports).
+
+
 @pytest.fixture(scope="session")
 def broken_reported_run(tmp_path_factory: pytest.TempPathFactory) -> ReportedRun:
-    """One run of the broken spec (one resume, ``--single-stop``) writing HTML, PNG and JUnit."""
+    """One run of the broken spec writing HTML, PNG and JUnit (test_end_to_end, _html_report, _junit).
+
+    One resume (``--single-stop``), the reference alongside stop and go
+    (``--concurrent-reference always``, which ``auto`` does only with 4 cores a rank).
+    """
     out = tmp_path_factory.mktemp("reported")
     html, png, junit = out / "reports" / "report.html", out / "reports" / "overlay.png", out / "junit" / "broken.xml"
-    extra = ("--single-stop", "--html-report", str(html), "--png-report", str(png), "--junit-xml", str(junit))
+    extra = ("--single-stop", "--concurrent-reference", "always")
+    extra += ("--html-report", str(html), "--png-report", str(png), "--junit-xml", str(junit))
     return ReportedRun(run_orchestrator(BROKEN_SPEC, out / "run", *extra, timeout=800), html, png, junit)
+
+
+@pytest.fixture(scope="session")
+def default_cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The empty working directory of the default run: nothing may land there."""
+    return tmp_path_factory.mktemp("cwd")
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory: pytest.TempPathFactory, default_cwd: Path) -> Run:
+    """The default spec as a user first runs it: default options, 2 ranks (test_end_to_end)."""
+    run_dir = tmp_path_factory.mktemp("default") / "run"
+    return run_orchestrator(
+        DEFAULT_SPEC, run_dir, "--json-report", str(run_dir.parent / "report.json"), cwd=default_cwd
+    )
+
+
+@pytest.fixture(scope="session")
+def default_reference(default_run: Run) -> tuple[str, str]:
+    """``--reference-from`` the default run: its continuous reference, for other 2-rank default-spec runs.
+
+    The continuous run depends only on the spec, the ranks and the code (``reference_key``),
+    not on where or how the other run stops, so those runs judge against this one.
+    """
+    return ("--reference-from", str(default_run.run_dir))
+
+
+@pytest.fixture(scope="session")
+def no_harness_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+    """A spec error found by the workers, piped, and its JUnit file (test_bad_input, _live, _junit)."""
+    out = tmp_path_factory.mktemp("no_harness")
+    junit = out / "junit.xml"
+    return run_orchestrator(SPECS / "no_harness.py", out / "run", "--junit-xml", str(junit)), junit

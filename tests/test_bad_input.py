@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tests.conftest import DEFAULT_SPEC, REPO, SPECS, one_line, run_orchestrator
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS, Run, assert_nothing_left, one_line, run_orchestrator
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,16 +51,24 @@ def test_unknown_option() -> None:
 @pytest.mark.parametrize(
     ("spec", "extra", "expected"),
     [
-        ("no_harness.py", (), "defines no StopAndGoHarness subclass"),
         ("two_harnesses.py", (), "choose one with --harness"),
         ("two_harnesses.py", ("--harness", "ThirdHarness"), "no harness class 'ThirdHarness'"),
-        ("import_error.py", (), "ModuleNotFoundError"),
+        # Only stop's worker imports it (--no-prewarm, one rank).
+        ("import_error.py", ("--no-prewarm", "--nproc-per-node", "1"), "ModuleNotFoundError"),
     ],
 )
-def test_spec_errors_found_by_workers(tmp_path: Path, spec: str, extra: tuple[str, ...], expected: str) -> None:
+def test_spec_errors(tmp_path: Path, spec: str, extra: tuple[str, ...], expected: str) -> None:
     run = run_orchestrator(SPECS / spec, tmp_path / "run", *extra, "--quiet")
     assert run.returncode == 2, run.stderr
     assert expected in one_line(run.stderr)
+
+
+def test_a_spec_error_found_by_the_workers_is_one_line(no_harness_run: tuple[Run, Path]) -> None:
+    # The pre-warmed go1 and go import the spec too; the run still says it once.
+    run, _ = no_harness_run
+    assert run.returncode == 2, run.stderr
+    assert "defines no StopAndGoHarness subclass" in one_line(run.stderr)
+    assert_nothing_left(run.run_dir)
 
 
 def test_run_dir_in_use_by_another_orchestrator(tmp_path: Path) -> None:

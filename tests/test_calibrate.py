@@ -53,7 +53,7 @@ def test_calibrate_measures_noise_and_writes_tolerances(calibration: tuple[Run, 
 
 def test_noise_beyond_the_default_tolerance_is_a_nondeterministic_spec(tmp_path: Path) -> None:
     # Stop already differs from the reference before its stop: exit 9, not a resume mismatch.
-    run = run_orchestrator(NOISY_SPEC, tmp_path / "run", "--quiet", "--single-stop")
+    run = run_orchestrator(NOISY_SPEC, tmp_path / "run", "--quiet", "--single-stop", "--nproc-per-node", "1")
     assert run.returncode == 9, run.stderr + run.stdout[-3000:]
     assert "jitter" in run.stderr and "not deterministic" in run.stderr
     failures = run.report["verdict"]["failures"]
@@ -66,8 +66,10 @@ def test_noise_beyond_the_default_tolerance_is_a_nondeterministic_spec(tmp_path:
 
 def test_calibrated_tolerances_pass_the_correct_spec(calibration: tuple[Run, dict], tmp_path: Path) -> None:
     run, _ = calibration
+    # Tolerances measured on 2 ranks, applied per metric to a 1-rank run.
+    extra = ("--quiet", "--single-stop", "--nproc-per-node", "1")
     pinned = run_orchestrator(
-        NOISY_SPEC, tmp_path / "run", "--quiet", "--single-stop", "--tolerances", str(run.run_dir / "calibration.json")
+        NOISY_SPEC, tmp_path / "run", *extra, "--tolerances", str(run.run_dir / "calibration.json")
     )
     assert pinned.returncode == 0, pinned.stderr + pinned.stdout[-3000:]
     checks = [c for c in pinned.report["verdict"]["resume_checks"] if c["metric"] == "jitter"]
@@ -76,9 +78,8 @@ def test_calibrated_tolerances_pass_the_correct_spec(calibration: tuple[Run, dic
 
 def test_calibrated_tolerances_still_catch_a_mutant(calibration: tuple[Run, dict], tmp_path: Path) -> None:
     run, _ = calibration
-    caught = run_orchestrator(
-        MUTANT, tmp_path / "run", "--quiet", "--single-stop", "--tolerances", str(run.run_dir / "calibration.json")
-    )
+    extra = ("--quiet", "--single-stop", "--nproc-per-node", "1", "--tolerances", str(run.run_dir / "calibration.json"))
+    caught = run_orchestrator(MUTANT, tmp_path / "run", *extra)
     assert caught.returncode == 1, caught.stderr + caught.stdout[-3000:]
     assert "learning_rate" in caught.stderr
 

@@ -9,23 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, Run, assert_nothing_left, run_orchestrator
-
-
-@pytest.fixture(scope="module")
-def default_cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The empty working directory of the default run: nothing may land there."""
-    return tmp_path_factory.mktemp("cwd")
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory, default_cwd: Path) -> Run:
-    run_dir = tmp_path_factory.mktemp("default") / "run"
-    return run_orchestrator(
-        DEFAULT_SPEC, run_dir, "--json-report", str(run_dir.parent / "report.json"), cwd=default_cwd
-    )
+from tests.conftest import ReportedRun, Run, assert_nothing_left
 
 
 def test_default_spec_verifies(default_run: Run) -> None:
@@ -131,9 +115,9 @@ def test_default_run_leaves_no_process(default_run: Run) -> None:
     assert_nothing_left(default_run.run_dir)
 
 
-def test_broken_scheduler_fails_naming_learning_rate(tmp_path: Path) -> None:
-    # The reference runs alongside stop and go here (auto does so only with 4 cores a rank).
-    run = run_orchestrator(BROKEN_SPEC, tmp_path / "run", "--concurrent-reference", "always", "--single-stop")
+def test_broken_scheduler_fails_naming_learning_rate(broken_reported_run: ReportedRun) -> None:
+    # The reference ran alongside stop and go (--concurrent-reference always).
+    run = broken_reported_run.run
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert "learning_rate" in run.stderr
     report = run.report

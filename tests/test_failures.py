@@ -11,7 +11,9 @@ from tests.conftest import REPO, SPECS, assert_nothing_left, orchestrator_comman
 
 
 def test_worker_crash_before_sentinel_exits_3(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "crash_before_sentinel.py", tmp_path / "run", "--no-reference")
+    # Every rank raises: one is enough (the pre-warmed go1 and go are killed with the run).
+    extra = ("--no-reference", "--nproc-per-node", "1")
+    run = run_orchestrator(SPECS / "crash_before_sentinel.py", tmp_path / "run", *extra)
     assert run.returncode == 3, run.stderr
     assert "stop phase failed" in run.stderr
     assert "injected crash at step 1" in run.stderr
@@ -21,7 +23,8 @@ def test_worker_crash_before_sentinel_exits_3(tmp_path: Path) -> None:
 
 def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
     # The final go crashes (one stop); a crash in the default scenario's go1 is test_run_side's.
-    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", "--single-stop")
+    extra = ("--single-stop", "--no-reference", "--nproc-per-node", "1")
+    run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", *extra)
     assert run.returncode == 4, run.stderr
     assert "go phase failed" in run.stderr
     assert "injected crash at step 5" in run.stderr
@@ -33,10 +36,12 @@ def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
 
 def test_hanging_rank_times_out_with_5(tmp_path: Path) -> None:
     started = time.monotonic()
-    # Long enough for both ranks to be up and stuck (so they can dump their stacks).
-    run = run_orchestrator(SPECS / "hang_one_rank.py", tmp_path / "run", "--timeout", "40")
+    # Long enough for both ranks to be up and stuck (so they can dump their stacks); only
+    # stop's ranks import meanwhile (--no-prewarm, --no-reference).
+    extra = ("--timeout", "25", "--no-prewarm", "--no-reference")
+    run = run_orchestrator(SPECS / "hang_one_rank.py", tmp_path / "run", *extra)
     assert run.returncode == 5, run.stderr
-    assert "no sentinel within 40s" in run.stderr
+    assert "no sentinel within 25s" in run.stderr
     assert time.monotonic() - started < 150
     stop = run.report["phases"][0]
     assert stop["outcome"] == "timeout"
@@ -57,10 +62,10 @@ def _wait_for_workers(run_dir: Path, timeout: float = 60) -> None:
     raise AssertionError("stop workers never started")
 
 
-def _interrupt(tmp_path: Path, signum: int) -> tuple[int, str, Path]:
+def _interrupt(tmp_path: Path, signum: int, *extra: str) -> tuple[int, str, Path]:
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        orchestrator_command(SPECS / "hang_one_rank.py", run_dir, "--timeout", "120"),
+        orchestrator_command(SPECS / "hang_one_rank.py", run_dir, "--timeout", "120", *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -76,6 +81,7 @@ def _interrupt(tmp_path: Path, signum: int) -> tuple[int, str, Path]:
 
 
 def test_sigterm_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> None:
+    # Pre-warmed go1 and go are running too: the interrupt takes them with it.
     code, stderr, run_dir = _interrupt(tmp_path, signal.SIGTERM)
     assert code == 130, stderr
     assert "interrupted by SIGTERM" in stderr
@@ -84,7 +90,7 @@ def test_sigterm_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> 
 
 
 def test_sigint_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> None:
-    code, stderr, run_dir = _interrupt(tmp_path, signal.SIGINT)
+    code, stderr, run_dir = _interrupt(tmp_path, signal.SIGINT, "--no-prewarm")
     assert code == 130, stderr
     assert "interrupted by SIGINT" in stderr
     assert_nothing_left(run_dir)

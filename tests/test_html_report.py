@@ -21,7 +21,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def broken_run(broken_reported_run: ReportedRun) -> tuple[Run, Path, Path]:
     # One resume (--single-stop): the charts show the stop, the go and the reference. The
-    # same run writes tests/test_junit.py's file.
+    # same run writes tests/test_junit.py's file and serves tests/test_end_to_end.py.
     return broken_reported_run.run, broken_reported_run.html, broken_reported_run.png
 
 

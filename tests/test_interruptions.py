@@ -14,11 +14,13 @@ import psutil
 
 from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, orchestrator_command, run_orchestrator
 
+# These default-spec runs judge against the default run's reference (default_reference):
+# the continuous run does not depend on where a run stops.
 
-def test_kill_at_a_step_between_checkpoints_with_sigterm(tmp_path: Path) -> None:
-    run = run_orchestrator(
-        DEFAULT_SPEC, tmp_path / "run", "--kill-at", "5", "--kill-signal", "TERM", "--quiet", "--no-prewarm"
-    )
+
+def test_kill_at_a_step_between_checkpoints_with_sigterm(tmp_path: Path, default_reference: tuple[str, str]) -> None:
+    extra = ("--kill-at", "5", "--kill-signal", "TERM", "--quiet", "--no-prewarm", *default_reference)
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     report = run.report
     # --no-prewarm: every phase started when it was due.
@@ -38,11 +40,13 @@ def test_kill_at_a_step_between_checkpoints_with_sigterm(tmp_path: Path) -> None
     assert_nothing_left(run.run_dir)
 
 
-def test_three_cycles_at_random_steps_verify_every_resume(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--cycles", "3", "--kill-at", "random", "--seed", "3")
+def test_three_cycles_at_random_steps_verify_every_resume(tmp_path: Path, default_reference: tuple[str, str]) -> None:
+    extra = ("--cycles", "3", "--kill-at", "random", "--seed", "3", *default_reference)
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     report = run.report
-    assert [p["name"] for p in report["phases"]] == ["stop", "go1", "go2", "go", "continuous"]
+    assert [p["name"] for p in report["phases"]] == ["stop", "go1", "go2", "go"]
+    assert report["timings"]["reference"].startswith("shared from ")
     # Each resumed phase was pre-warmed during the previous one, in processes of its own.
     phases = report["phases"]
     assert all(p["prewarmed_s"] is not None for p in phases[1:])
@@ -60,8 +64,10 @@ def test_three_cycles_at_random_steps_verify_every_resume(tmp_path: Path) -> Non
     assert_nothing_left(run.run_dir)
 
 
-def test_kill_during_save_resumes_from_the_newest_complete_checkpoint(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-during-save", "--quiet")
+def test_kill_during_save_resumes_from_the_newest_complete_checkpoint(
+    tmp_path: Path, default_reference: tuple[str, str]
+) -> None:
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-during-save", "--quiet", *default_reference)
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     report = run.report
     trigger = report["stops"][0]["trigger"]

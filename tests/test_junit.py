@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from tests.conftest import SPECS, ReportedRun, Run, run_orchestrator
+from tests.conftest import ReportedRun, Run
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -65,9 +65,8 @@ def test_junit_follows_the_ant_schema_layout(broken_run: tuple[Run, Path]) -> No
     assert [child.tag for child in suite.find("testcase")] == ["failure", "system-out"]
 
 
-def test_a_spec_error_is_an_error_testcase(tmp_path: Path) -> None:
-    path = tmp_path / "junit.xml"
-    run = run_orchestrator(SPECS / "no_harness.py", tmp_path / "run", "--junit-xml", str(path))
+def test_a_spec_error_is_an_error_testcase(no_harness_run: tuple[Run, Path]) -> None:
+    run, path = no_harness_run
     assert run.returncode == 2, run.stderr
     suite = next(iter(JUnitXml.fromfile(str(path))))
     assert (suite.tests, suite.failures, suite.errors) == (1, 0, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, orchestrator_command, run_orchestrator
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS, Run, assert_nothing_left, orchestrator_command
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -98,21 +98,24 @@ def test_summary_table_is_coloured_by_verdict(live_run: tuple[int, str, Path]) -
     assert re.search(r"\x1b\[1;32m✔ verdict: resume verified", output)
 
 
-@pytest.mark.parametrize("terminal", [True, False], ids=["pty-plain", "pipe"])
-def test_plain_output_stays_line_based(terminal: bool, tmp_path: Path) -> None:
-    # A spec error found by the workers: a short run through the whole event path.
-    spec = SPECS / "no_harness.py"
-    if terminal:
-        code, output = run_in_pty(orchestrator_command(spec, tmp_path / "run", "--plain"), timeout=300)
-    else:
-        run = run_orchestrator(spec, tmp_path / "run")
-        code, output = run.returncode, run.stdout
+def _assert_line_based(code: int, output: str) -> None:
     assert code == 2, output[-3000:]
     assert not REDRAW.search(output)
     assert "\x1b[" not in output
     assert "[orchestrator] stop: launched torchrun" in output
     lines = [line for line in output.splitlines() if line.strip()]
     assert all(line.startswith("[") for line in lines[:3]), lines[:3]
+
+
+def test_plain_output_stays_line_based_on_a_terminal(tmp_path: Path) -> None:
+    # A spec error found by the workers: a short run through the whole event path.
+    command = orchestrator_command(SPECS / "no_harness.py", tmp_path / "run", "--plain")
+    _assert_line_based(*run_in_pty(command, timeout=300))
+
+
+def test_plain_output_stays_line_based_in_a_pipe(no_harness_run: tuple[Run, Path]) -> None:
+    run, _ = no_harness_run  # the same spec error, piped: the session's shared run
+    _assert_line_based(run.returncode, run.stdout)
 
 
 def test_live_view_is_not_imported_by_a_plain_run() -> None:

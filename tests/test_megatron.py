@@ -40,8 +40,9 @@ MUTANTS = {
 
 @pytest.fixture(scope="module")
 def verified_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """One plain run of the spec: stop at the first checkpoint, kill, go, continuous."""
-    return run_orchestrator(SPEC, tmp_path_factory.mktemp("megatron") / "run", "--quiet", timeout=900)
+    """One plain run of the spec: stop at the first checkpoint, kill, go, continuous (``--single-stop``)."""
+    run_dir = tmp_path_factory.mktemp("megatron") / "run"
+    return run_orchestrator(SPEC, run_dir, "--single-stop", "--quiet", timeout=900)
 
 
 def checkpoint_dir(run: Run) -> Path:

@@ -57,7 +57,7 @@ def test_default_spec_resumes(stop_and_go):
 
 
 def test_broken_scheduler_resumes(stop_and_go):
-    stop_and_go.run({broken!r}, nproc_per_node=2, extra_args=["--single-stop"])
+    stop_and_go.run({broken!r}, nproc_per_node=1, extra_args=["--single-stop"])
 
 
 def test_seed_style_harness_resumes(stop_and_go):

@@ -38,7 +38,9 @@ def test_unknown_harness_name_fails_before_any_launch(tmp_path: Path) -> None:
 
 
 def test_kill_at_past_the_last_step_fails_at_train_start(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--kill-at", "10000", "--no-reference")
+    # Only stop runs (--no-prewarm), on one rank: the check is at its train start.
+    extra = ("--kill-at", "10000", "--no-reference", "--no-prewarm", "--nproc-per-node", "1")
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
     assert run.returncode == 2, run.stderr
     assert "--kill-at 10000 is not before the run's last step (12)" in one_line(run.stderr)
     assert "ChildFailedError" not in run.stdout + run.stderr
@@ -61,11 +63,12 @@ def test_a_crash_in_go1_is_a_go_failure(tmp_path: Path) -> None:
     assert outcomes.get("go", "killed before its go-ahead") == "killed before its go-ahead"
 
 
-def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path) -> None:
+def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path, default_reference: tuple[str, str]) -> None:
     # A killed resumed phase must still cover every step from its resume to its stop: the
-    # doubled global step jumps from 2 to 4, and step 3's absence comes first.
+    # doubled global step jumps from 2 to 4, and step 3's absence comes first. The mutant
+    # declares that it shares the default spec's reference (SHARES_REFERENCE).
     mutant = Path(__file__).parent.parent / "harness_specs" / "mutants" / "global_step_double.py"
-    run = run_orchestrator(mutant, tmp_path / "run")
+    run = run_orchestrator(mutant, tmp_path / "run", *default_reference)
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     root = run.report["diagnosis"][0]
     assert (root["metric"], root["where"], root["step"]) == ("global_step", "go1", 3), root
@@ -89,7 +92,8 @@ def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caug
 
 
 def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "numpy_in_checkpoint.py", tmp_path / "run", "--no-reference")
+    extra = ("--no-reference", "--no-prewarm", "--nproc-per-node", "1")
+    run = run_orchestrator(SPECS / "numpy_in_checkpoint.py", tmp_path / "run", *extra)
     assert run.returncode == 3, run.stderr
     line = one_line(run.stderr)
     assert "weights_only=True" in line
@@ -99,7 +103,7 @@ def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:
 
 
 def test_ledger_without_sample_ids_catches_a_repeated_sample(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "sampler_restart_without_ids.py", tmp_path / "run")
+    run = run_orchestrator(SPECS / "sampler_restart_without_ids.py", tmp_path / "run", "--single-stop")
     assert run.returncode == 1, run.stderr
     failures = run.report["verdict"]["failures"]
     assert any("sample_ledger" in f and "#" in f for f in failures), failures

@@ -29,6 +29,7 @@ def test_elastic_spec_resumes_on_another_world_size(tmp_path: Path, stop_ranks: 
         str(stop_ranks),
         "--go-nproc-per-node",
         str(go_ranks),
+        "--single-stop",  # one resume across the change of world size is the point here
         "--quiet",
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -48,7 +49,9 @@ def test_elastic_spec_resumes_on_another_world_size(tmp_path: Path, stop_ranks: 
 
 
 def test_a_spec_without_support_is_refused(tmp_path: Path) -> None:
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", "--go-nproc-per-node", "1", "--no-reference", "--quiet")
+    # Refused at stop's train start; no phase warms meanwhile (--no-prewarm).
+    extra = ("--go-nproc-per-node", "1", "--no-reference", "--no-prewarm", "--quiet")
+    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "does not declare supports_world_size_change" in one_line(run.stderr)
     assert_nothing_left(run.run_dir)
@@ -56,7 +59,7 @@ def test_a_spec_without_support_is_refused(tmp_path: Path) -> None:
 
 def test_a_global_batch_that_changes_with_the_world_size_is_caught(tmp_path: Path) -> None:
     spec = SPECS / "elastic_per_rank_batch.py"
-    run = run_orchestrator(spec, tmp_path / "run", "--go-nproc-per-node", "1", "--quiet")
+    run = run_orchestrator(spec, tmp_path / "run", "--go-nproc-per-node", "1", "--single-stop", "--quiet")
     assert run.returncode == 1, run.stdout + run.stderr
     findings = {f["metric"] for f in run.report["verdict"]["findings"]}
     assert "sample_ledger" in findings

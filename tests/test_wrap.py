@@ -116,7 +116,7 @@ def test_scheduler_left_out_of_the_checkpoint_is_named(tmp_path: Path) -> None:
 
 def test_script_without_step_checkpoints_fails_fast(tmp_path: Path) -> None:
     # One checkpoint per epoch, and training ends (step 8) inside the first epoch (32 batches).
-    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--every", "0")
+    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--no-prewarm", "--", str(PLAIN), "--every", "0")
     assert run.returncode == 10, run.stderr + run.stdout[-3000:]
     assert "every_n_epochs=1" in run.stderr
     assert "--checkpoint-every K" in run.stderr
