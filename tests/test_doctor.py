@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_SPEC, REPO, SPECS
+from tests.conftest import DEFAULT_SPEC, REPO, SPECS, one_line
 from workers.doctor import diagnose
 from workers.spec_loader import load_spec_module, pick_harness
 
@@ -58,6 +58,10 @@ def test_findings_are_advice_unless_strict() -> None:
 
 
 def test_a_bad_spec_exits_2_in_one_line(tmp_path: Path) -> None:
+    # Refused by the parent from the source alone, before a child imports torch.
     proc = doctor(str(tmp_path / "missing.py"))
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("error: spec file not found")
+    assert one_line(proc.stderr) == f"error: spec file not found: {tmp_path / 'missing.py'}"
+    ambiguous = doctor(str(SPECS / "two_harnesses.py"), "--strict")
+    assert ambiguous.returncode == 2
+    assert "choose one with --harness" in one_line(ambiguous.stderr)
