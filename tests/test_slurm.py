@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -70,6 +71,61 @@ def assert_job_left_nothing(run_dir: Path) -> None:
     assert steps.stdout.strip() == ""
 
 
+@dataclass
+class Job:
+    """A finished ``orchestrator sbatch`` wrapper and the run dir it was given."""
+
+    run_dir: Path
+    proc: subprocess.CompletedProcess[str]
+
+
+# The `python -m orchestrator` arguments of the sbatch jobs that the tests below judge;
+# "{run_dir}" is each job's own run dir. A test that acts on a running job (scancel, a
+# signal to a suite) submits its own.
+PLAIN_SCRIPT = REPO / "tests" / "scripts" / "plain_train.py"
+SUITE = REPO / "tests" / "suites" / "slurm_array.toml"
+JOBS: dict[str, tuple[str, ...]] = {
+    "default": ("sbatch", str(DEFAULT_SPEC), "--run-dir", "{run_dir}", "--quiet", "--", "--quiet"),
+    # `sbatch ... run [RUN OPTIONS] -- SCRIPT ARGS`: zero-code mode as a job, phases as srun steps.
+    "script": ("sbatch", "--run-dir", "{run_dir}", "--quiet", "run", "--quiet", "--",
+               str(PLAIN_SCRIPT), "--max-steps", "6", "--every", "3"),
+    "broken": ("sbatch", str(BROKEN_SPEC), "--run-dir", "{run_dir}", "--quiet", "--", "--quiet"),
+    # A 3-minute job whose USR1 comes 150 s before its end (Slurm may send it up to a
+    # minute early): the stop step is killed only once the signal has arrived.
+    "pre_timeout": ("sbatch", str(DEFAULT_SPEC), "--run-dir", "{run_dir}", "--time", "3", "--signal-before", "150",
+                    "--", "--no-reference", "--quiet"),
+    "go_as_new_job": ("sbatch", str(DEFAULT_SPEC), "--run-dir", "{run_dir}", "--go-as-new-job",
+                      "--", "--no-reference", "--quiet"),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Job]:
+    """Every job of ``JOBS``, submitted at once and waited for.
+
+    The node runs two one-CPU jobs at a time and each phase is one rank: one after the
+    other, half the machine idled (and the pre-timeout job mostly waits for its signal).
+    """
+    root = tmp_path_factory.mktemp("slurm_jobs")
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, args in JOBS.items():
+            command = [sys.executable, "-m", "orchestrator", *(a.format(run_dir=root / name) for a in args)]
+            # Files, not pipes: a wrapper echoing its job's log must never block on a full pipe.
+            with open(root / f"{name}.out", "wb") as out, open(root / f"{name}.err", "wb") as err:
+                started[name] = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO)
+        done = {}
+        for name, popen in started.items():
+            popen.wait(timeout=600)
+            stdout, stderr = ((root / f"{name}.{kind}").read_text() for kind in ("out", "err"))
+            done[name] = Job(root / name, subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr))
+        return done
+    finally:
+        for popen in started.values():
+            if popen.poll() is None:
+                popen.kill()
+
+
 def test_dry_run_writes_a_readable_script_and_submits_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = sbatch(
@@ -122,9 +178,8 @@ def test_job_end_maps_to_exit_codes(tmp_path: Path) -> None:
 
 
 @needs_slurm
-def test_default_spec_verifies_through_sbatch(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = sbatch(str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--quiet", "--", "--quiet")
+def test_default_spec_verifies_through_sbatch(jobs: dict[str, Job]) -> None:
+    run_dir, proc = jobs["default"].run_dir, jobs["default"].proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_id = (run_dir / "slurm_job_id").read_text().strip()
     assert f"[sbatch] job {job_id}: COMPLETED" in proc.stdout
@@ -140,13 +195,8 @@ def test_default_spec_verifies_through_sbatch(tmp_path: Path) -> None:
 
 
 @needs_slurm
-def test_unmodified_script_verifies_through_sbatch(tmp_path: Path) -> None:
-    # `sbatch ... run [RUN OPTIONS] -- SCRIPT ARGS`: zero-code mode as a job, phases as srun steps.
-    run_dir = tmp_path / "run"
-    script = REPO / "tests" / "scripts" / "plain_train.py"
-    proc = sbatch(
-        "--run-dir", str(run_dir), "--quiet", "run", "--quiet", "--", str(script), "--max-steps", "6", "--every", "3"
-    )
+def test_unmodified_script_verifies_through_sbatch(jobs: dict[str, Job]) -> None:
+    run_dir, proc = jobs["script"].run_dir, jobs["script"].proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
     assert report["exit_code"] == 0 and report["sentinel"]["step"] == 3
@@ -156,9 +206,8 @@ def test_unmodified_script_verifies_through_sbatch(tmp_path: Path) -> None:
 
 
 @needs_slurm
-def test_broken_spec_fails_with_1_through_sbatch(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = sbatch(str(BROKEN_SPEC), "--run-dir", str(run_dir), "--quiet", "--", "--quiet")
+def test_broken_spec_fails_with_1_through_sbatch(jobs: dict[str, Job]) -> None:
+    run_dir, proc = jobs["broken"].run_dir, jobs["broken"].proc
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "orchestrator exit 1" in one_line(proc.stderr)
     assert json.loads((run_dir / "report.json").read_text())["exit_code"] == 1
@@ -198,14 +247,8 @@ def test_scancel_mid_run_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 @needs_slurm
-def test_pre_timeout_signal_is_the_stop_trigger(tmp_path: Path) -> None:
-    # A 3-minute job whose USR1 comes 150 s before its end (Slurm may send it up to a
-    # minute early): the stop step is killed only once the signal has arrived.
-    run_dir = tmp_path / "run"
-    proc = sbatch(
-        str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--time", "3", "--signal-before", "150",
-        "--", "--no-reference", "--quiet",
-    )  # fmt: skip
+def test_pre_timeout_signal_is_the_stop_trigger(jobs: dict[str, Job]) -> None:
+    run_dir, proc = jobs["pre_timeout"].run_dir, jobs["pre_timeout"].proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
     arrived = (run_dir / "pre_timeout_signal").read_text().strip()
     assert arrived
@@ -218,11 +261,9 @@ def test_pre_timeout_signal_is_the_stop_trigger(tmp_path: Path) -> None:
     assert_job_left_nothing(run_dir)
 
 
-SUITE = REPO / "tests" / "suites" / "slurm_array.toml"
-
-
 @needs_slurm
 def test_suite_as_a_job_array(tmp_path: Path) -> None:
+    # On its own: next to the jobs above its two tasks only queued behind them (slower).
     out = tmp_path / "suite"
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", "suite", str(SUITE), "--slurm", "--out", str(out)],
@@ -247,19 +288,18 @@ def test_suite_as_a_job_array(tmp_path: Path) -> None:
 
 
 @needs_slurm
-def test_go_as_new_job_resumes_in_a_second_allocation(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = sbatch(str(DEFAULT_SPEC), "--run-dir", str(run_dir), "--go-as-new-job", "--", "--no-reference", "--quiet")
+def test_go_as_new_job_resumes_in_a_second_allocation(jobs: dict[str, Job]) -> None:
+    run_dir, proc = jobs["go_as_new_job"].run_dir, jobs["go_as_new_job"].proc
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    jobs = dict(re.findall(r"\[orchestrator\] (stop|go): Slurm job (\d+)", proc.stdout))
-    assert set(jobs) == {"stop", "go"} and jobs["stop"] != jobs["go"]
+    jobs_ids = dict(re.findall(r"\[orchestrator\] (stop|go): Slurm job (\d+)", proc.stdout))
+    assert set(jobs_ids) == {"stop", "go"} and jobs_ids["stop"] != jobs_ids["go"]
     go_script = (run_dir / "slurm" / "go.sh").read_text()
-    assert f"#SBATCH --dependency=afterany:{jobs['stop']}" in go_script.splitlines()
+    assert f"#SBATCH --dependency=afterany:{jobs_ids['stop']}" in go_script.splitlines()
     # The stop job's torchrun step died of SIGKILL on the sentinel, like a lost node.
     assert "task 0: Killed" in (run_dir / "logs" / "stop.log").read_text()
     assert json.loads((run_dir / "report.json").read_text())["exit_code"] == 0
     assert live_processes_of_run(run_dir) == []
-    for job_id in jobs.values():
+    for job_id in jobs_ids.values():
         assert processes_of_job(job_id) == []
 
 
