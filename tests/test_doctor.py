@@ -62,6 +62,6 @@ def test_a_bad_spec_exits_2_in_one_line(tmp_path: Path) -> None:
     proc = doctor(str(tmp_path / "missing.py"))
     assert proc.returncode == 2
     assert one_line(proc.stderr) == f"error: spec file not found: {tmp_path / 'missing.py'}"
-    ambiguous = doctor(str(SPECS / "two_harnesses.py"), "--strict")
+    ambiguous = doctor("--stop-at", "4", str(SPECS / "two_harnesses.py"), "--strict")
     assert ambiguous.returncode == 2
     assert "choose one with --harness" in one_line(ambiguous.stderr)

@@ -34,9 +34,13 @@ def spec_error(argv: list[str]) -> str | None:
     The child owns the command line (usage, ``--help``): only a spec it would refuse is
     looked at here, through the same checks as a run's (``orchestrator.spec_file``).
     """
+    # The child's options (workers.doctor.__main__), so that an option's value is never
+    # taken for the spec.
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("spec", nargs="?")
     parser.add_argument("--harness")
+    parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--stop-at")
     known, _ = parser.parse_known_args(argv)
     if known.spec is None or {"-h", "--help"} & set(argv):
         return None
