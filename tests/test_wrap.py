@@ -98,6 +98,20 @@ def test_single_node_script_under_two_agents_is_refused(tmp_path: Path) -> None:
     assert_nothing_left(run.run_dir)
 
 
+def test_hanging_script_times_out_with_its_stacks(tmp_path: Path) -> None:
+    # Long enough for the script to be running (Lightning imported) when the timeout comes.
+    argv = ["--nproc-per-node", "1", "--timeout", "25", "--no-prewarm", "--no-reference", "--"]
+    run = run_script(tmp_path / "run", *argv, str(SCRIPTS / "hang_before_training.py"))
+    assert run.returncode == 5, run.stderr
+    assert "no sentinel within 25s" in run.stderr and "stacks in" in run.stderr
+    # The rank dumped its Python stacks before the kill: they name the script's frame.
+    (dump,) = run.report["stack_dumps"]
+    assert "in wait_for_a_peer_that_never_comes" in Path(dump).read_text()
+    (result,) = run.report["phases"][0]["results"]
+    assert result["harness"] == "script hang_before_training.py" and result["started_at"] is not None
+    assert_nothing_left(run.run_dir)
+
+
 def test_plain_shuffled_dataloader_is_a_data_mismatch(tmp_path: Path) -> None:
     run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--loader", "plain")
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]

@@ -15,29 +15,22 @@ orchestrator sends before killing a hung phase.
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import os
-import re
-import signal
 import sys
 import time
-import traceback
-from pathlib import Path
-from typing import Any, TextIO
-
-import psutil
+from typing import Any
 
 from orchestrator.judge.metric_scopes import validate_scopes
 from orchestrator.protocol import (
     ENV_PHASE_LABEL,
     PhasePlan,
     RunLayout,
-    WorkerResult,
     read_phase_plan,
     write_json_atomic,
 )
 from orchestrator.run.process_tree import set_parent_death_signal
 from workers.callbacks import ResumeMismatchError, StopPlanError
+from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
 from workers.prewarm import wait_for_go_ahead
 from workers.spec_loader import SpecError, load_spec_module, pick_harness
 
@@ -59,18 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     layout = RunLayout(args.run_dir)
     os.environ[ENV_PHASE_LABEL] = args.phase
-    result = WorkerResult(
-        phase=args.phase,
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
-        pid=os.getpid(),
-        status="running",
-        started_at=_process_started_at(),
-        ready_at=time.time(),
-    )
-    path = layout.result(args.phase, result.rank)
-    write_json_atomic(path, result.to_dict())
-    stacks = _dump_stacks_on_sigusr1(layout.stacks(args.phase, result.rank))
+    result, path = start_result(layout, args.phase)
+    stacks = dump_stacks_on_sigusr1(layout.stacks(args.phase, result.rank))
     started = time.monotonic()
     exit_code = 0
     harness = None
@@ -100,42 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         result.status, result.error = "mismatch", str(err)
         exit_code = 1
     except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
-        result.status = "error"
-        result.error = one_line_error(err)
-        result.traceback = traceback.format_exc()
-        traceback.print_exc()
+        record_error(result, err)
         exit_code = 1
-    result.wall_s = time.monotonic() - started
-    result.final_step = getattr(harness, "final_step", None)
-    write_json_atomic(path, result.to_dict())
+    finish_result(result, path, started, getattr(harness, "final_step", None))
     stacks.close()
     return exit_code
-
-
-def _process_started_at() -> float | None:
-    # The process's creation, before its imports: a pre-warmed phase's is before the kill.
-    try:
-        return psutil.Process().create_time()
-    except psutil.Error:
-        return None
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def one_line_error(err: BaseException) -> str:
-    """``Type: message`` in one line, without ANSI codes, keeping the cause of long messages.
-
-    Some errors (torch's ``weights_only`` refusal) open with advice and state the cause
-    further down; then the first line that names an error is kept as well.
-    """
-    lines = [_ANSI.sub("", line).strip() for line in str(err).splitlines()]
-    lines = [line for line in lines if line]
-    text = lines[0] if lines else ""
-    cause = next((line for line in lines[1:] if re.search(r"error: ", line, re.IGNORECASE)), None)
-    if cause:
-        text = f"{text} ... {cause}"
-    return f"{type(err).__name__}: {text}"[:600]
 
 
 def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spec: str) -> None:
@@ -147,15 +99,6 @@ def _check_world_size_change(harness: Any, plan: PhasePlan, world_size: int, spe
         f"{spec}: {type(harness).__name__} cannot resume a checkpoint of {saved} ranks with {world_size}: "
         "the spec does not declare supports_world_size_change = True"
     )
-
-
-def _dump_stacks_on_sigusr1(path: Path) -> TextIO:
-    # faulthandler writes from a C-level handler, so it works while the main thread is
-    # blocked inside a collective; the file must stay open for that.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "w")  # noqa: SIM115 - kept open for the signal handler
-    faulthandler.register(signal.SIGUSR1, file=handle, all_threads=True)
-    return handle
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ import os
 import runpy
 import sys
 import time
-import traceback
 from pathlib import Path
 
-from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, WorkerResult, read_phase_plan, write_json_atomic
+from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, read_phase_plan
 from orchestrator.run.process_tree import set_parent_death_signal
 from orchestrator.wrap.command import CHECKPOINT, last_stop_checkpoint
 from workers.callbacks import ResumeMismatchError, StopAndGoException
+from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
 from workers.prewarm import wait_for_go_ahead
 from workers.wrap.callbacks import FinalStepCallback, NoCheckpointError
 from workers.wrap.config import ENV_WRAP, WrapConfig
@@ -53,17 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     layout = RunLayout(args.run_dir)
     plan = read_phase_plan(layout, args.phase)
-    result = WorkerResult(
-        phase=args.phase,
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=int(os.environ.get("WORLD_SIZE", "1")),
-        pid=os.getpid(),
-        status="running",
+    result, path = start_result(
+        layout,
+        args.phase,
         harness=f"script {Path(script_argv[0]).name}",
         metadata_dir=str(Path(args.metadata_dir).resolve()),
     )
-    path = layout.result(args.phase, result.rank)
-    write_json_atomic(path, result.to_dict())
+    stacks = dump_stacks_on_sigusr1(layout.stacks(args.phase, result.rank))
     config = WrapConfig(
         label=args.phase,
         mode=plan.mode,
@@ -82,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import lightning.pytorch  # noqa: F401 - the slow import, done before a pre-warmed wait
 
-        wait_for_go_ahead()
+        result.ready_at = time.time()
+        result.go_ahead_at = wait_for_go_ahead()
         if plan.mode == PHASE_GO and any(CHECKPOINT in a for a in script_argv):
             checkpoint = last_stop_checkpoint(layout)
             script_argv = [a.replace(CHECKPOINT, checkpoint) for a in script_argv]
@@ -108,14 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         result.status, result.error = "mismatch", str(err)
         exit_code = 1
     except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
-        result.status = "error"
-        result.error = f"{type(err).__name__}: {err}".splitlines()[0]
-        result.traceback = traceback.format_exc()
-        traceback.print_exc()
+        record_error(result, err)
         exit_code = 1
-    result.wall_s = time.monotonic() - started
-    result.final_step = FinalStepCallback.final_step
-    write_json_atomic(path, result.to_dict())
+    finish_result(result, path, started, FinalStepCallback.final_step)
+    stacks.close()
     return exit_code
 
 
