@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
+from workers.kit.rng import rng_states, set_rng_states
 from workers.metrics import tensor_digest
 
 
@@ -43,28 +44,14 @@ def tracker_states() -> dict[str, torch.Tensor]:
 
 
 def capture_rng_states() -> dict[str, Any]:
-    """This process's generator states, as tensors and plain data only (weights-only loadable)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    states: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
-        "torch": torch.get_rng_state(),
-        "tracker": tracker_states(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state()
-    return states
+    """This process's generator states and megatron's tracker, as tensors and plain data only
+    (weights-only loadable): the kit's ``rng_states`` plus ``"tracker"``."""
+    return {**rng_states(), "tracker": tracker_states()}
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     """Restores states taken by ``capture_rng_states`` in this process."""
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state(states["cuda"])
+    set_rng_states(states)
     tensor_parallel.get_cuda_rng_tracker().set_states(dict(states["tracker"]))
 
 
