@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     layout = RunLayout(args.run_dir)
     os.environ[ENV_PHASE_LABEL] = args.phase
-    result, path = start_result(layout, args.phase)
+    result, path = start_result(layout, args.phase, ready_at=time.time())  # imported at module level
     stacks = dump_stacks_on_sigusr1(layout.stacks(args.phase, result.rank))
     started = time.monotonic()
     exit_code = 0

@@ -28,7 +28,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 def start_result(layout: RunLayout, phase: str, **fields: Any) -> tuple[WorkerResult, Path]:
     """Writes this rank's ``running`` result for ``phase``; returns it and its path.
 
-    Call it once the slow imports are done: ``ready_at`` is now.
+    The caller sets ``ready_at`` (in ``fields`` or later) where its slow imports are done.
     """
     result = WorkerResult(
         phase=phase,
@@ -37,7 +37,6 @@ def start_result(layout: RunLayout, phase: str, **fields: Any) -> tuple[WorkerRe
         pid=os.getpid(),
         status="running",
         started_at=_process_started_at(),
-        ready_at=time.time(),
         **fields,
     )
     path = layout.result(phase, result.rank)
