@@ -6,12 +6,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+
+from tests.background import REGISTRY, BackgroundRun
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = Path(__file__).resolve().parent / "specs"
@@ -114,6 +117,28 @@ class ReportedRun:
     html: Path
     png: Path
     junit: Path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, BackgroundRun]]:
+    """Starts, at the first test, the registered background runs that a collected test reads."""
+    needed = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
+    runs: dict[str, BackgroundRun] = {}
+    for name in sorted(needed & REGISTRY.keys()):
+        registered = REGISTRY[name]
+        out = tmp_path_factory.mktemp(f"background_{name}")
+        runs[name] = BackgroundRun(registered.command(out), out, registered.timeout).start()
+    yield runs
+    for run in runs.values():
+        run.stop()
+
+
+def background_run(request: pytest.FixtureRequest, name: str) -> BackgroundRun:
+    """The background run registered as ``name`` (started by ``background_runs``)."""
+    runs: dict[str, BackgroundRun] = request.getfixturevalue("background_runs")
+    return runs[name]
 
 
 # Session-wide runs: each serves the assertions of several test files, so that the suite

@@ -18,11 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Run, assert_nothing_left, run_orchestrator
+from tests import background
+from tests.conftest import REPO, Run, assert_nothing_left, background_run, run_orchestrator
+
+MEGATRON_INSTALLED = (
+    importlib.util.find_spec("megatron") is not None and importlib.util.find_spec("megatron.core") is not None
+)
 
 pytestmark = [
     pytest.mark.skipif(
-        importlib.util.find_spec("megatron") is None or importlib.util.find_spec("megatron.core") is None,
+        not MEGATRON_INSTALLED,
         reason="megatron-core is not installed (pip install -e '.[megatron]')",
     ),
     pytest.mark.timeout(1800),
@@ -145,27 +150,38 @@ def test_checkpoint_step_refuses_a_dir_without_marker_or_with_a_truncated_shard(
         backend.newest_complete_checkpoint(tmp_path / "checkpoints")
 
 
-def test_megatron_mutants_are_caught_each_by_its_metric(tmp_path: Path) -> None:
-    run_root = tmp_path / "self_test"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "self-test",
-            "--mutants-dir",
-            str(MUTANTS_DIR),
-            "--no-control",  # the control is test_spec_verifies_with_sharded_async_checkpoints's run
-            "--jobs",
-            "2",
-            "--run-dir",
-            str(run_root),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=1700,
-    )
+def _mutants_command(out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "orchestrator",
+        "self-test",
+        "--mutants-dir",
+        str(MUTANTS_DIR),
+        "--no-control",  # the control is test_spec_verifies_with_sharded_async_checkpoints's run
+        "--jobs",
+        "2",
+        "--run-dir",
+        str(out / "self_test"),
+    ]
+
+
+if MEGATRON_INSTALLED:
+    # Independent of every other test: it runs in the background from the session's first
+    # test (tests/background.py) and is judged below.
+    background.register("megatron_self_test", _mutants_command, timeout=1700)
+
+
+@pytest.fixture(scope="module")
+def megatron_self_test(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
+    run = background_run(request, "megatron_self_test")
+    return run.wait(), run.out_dir / "self_test"
+
+
+def test_megatron_mutants_are_caught_each_by_its_metric(
+    megatron_self_test: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, run_root = megatron_self_test
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"caught {len(MUTANTS)}/{len(MUTANTS)}" in proc.stdout
     summary = json.loads((run_root / "self_test.json").read_text())

@@ -19,7 +19,8 @@ import pytest
 
 from orchestrator.judge.causes import DATA
 from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, SelfTestUsageError, discover, read_mutant
-from tests.conftest import REPO, assert_nothing_left
+from tests import background
+from tests.conftest import REPO, assert_nothing_left, background_run
 
 # The whole catalog runs in the first test's fixture: allow for it on 2 busy cores.
 pytestmark = pytest.mark.timeout(3600)
@@ -41,19 +42,22 @@ class SelfTestRun:
         return next(m for m in self.summary()["mutants"] if m["name"] == name)
 
 
+def _self_test_command(out: Path) -> list[str]:
+    # Two runs at once: one run leaves a core mostly idle (imports, rendezvous, polling).
+    # With the control: its continuous reference serves the SHARES_REFERENCE mutants.
+    return [sys.executable, "-m", "orchestrator", "self-test", "--jobs", "2", "--run-dir", str(out / "runs")]
+
+
+# The catalog is the suite's longest run and reads nothing of other tests: it runs in the
+# background from the session's first test (tests/background.py) and is read here.
+background.register("self_test", _self_test_command, timeout=3500)
+
+
 @pytest.fixture(scope="module")
-def self_test(tmp_path_factory: pytest.TempPathFactory) -> SelfTestRun:
-    run_root = tmp_path_factory.mktemp("self_test") / "runs"
-    proc = subprocess.run(
-        # Two runs at once: one run leaves a core mostly idle (imports, rendezvous, polling).
-        # With the control: its continuous reference serves the SHARES_REFERENCE mutants.
-        [sys.executable, "-m", "orchestrator", "self-test", "--jobs", "2", "--run-dir", str(run_root)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=3500,
-    )
-    return SelfTestRun(proc.returncode, proc.stdout, proc.stderr, run_root)
+def self_test(request: pytest.FixtureRequest) -> SelfTestRun:
+    run = background_run(request, "self_test")
+    proc = run.wait()
+    return SelfTestRun(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "runs")
 
 
 def test_catalog_has_every_bug_class_of_the_issue() -> None:
