@@ -35,6 +35,10 @@ WORKER_ENTRY_MODULE = "workers.entry"
 # The worker part of a phase's torchrun command, after torchrun's own options.
 WorkerArgv = Callable[[str, RunLayout], list[str]]
 _RANK_PREFIX = re.compile(r"^\[[A-Za-z_]*?(\d+)\]:")
+# A scan of a phase's process tree reads /proc/<pid>/stat of every process on the machine
+# (psutil's children(recursive=True)), and the tree changes only when the agent starts or
+# loses its workers: poll() rescans it at most this often (a kill always rescans first).
+TREE_SCAN_INTERVAL_S = 0.5
 
 
 def torchrun_command(
@@ -217,6 +221,7 @@ class PhaseProcess:
         )
         self.started = time.monotonic()
         self.pids_seen.add(self.popen.pid)
+        self._tree_scanned_at = 0.0
         self._events = events
         self._pump = threading.Thread(target=self._pump_output, name=f"pump-{phase}", daemon=True)
         self._pump.start()
@@ -240,11 +245,13 @@ class PhaseProcess:
 
     def poll(self) -> int | None:
         """The agent's exit code once it has exited (and been reaped), else None."""
-        self.note_pids()
+        if time.monotonic() - self._tree_scanned_at >= TREE_SCAN_INTERVAL_S:
+            self.note_pids()
         return self.popen.poll()
 
     def note_pids(self) -> None:
         """Records the pids currently in the tree (for the report and leak checks)."""
+        self._tree_scanned_at = time.monotonic()
         with contextlib.suppress(psutil.NoSuchProcess):
             self.pids_seen.update(p.pid for p in psutil.Process(self.popen.pid).children(recursive=True))
 

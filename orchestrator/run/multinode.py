@@ -138,8 +138,9 @@ class MultiNodePhase:
 
         The first agent to fail ends the phase: the others are killed at once.
         """
-        codes = [agent.poll() for agent in self.agents]
-        self.note_pids()
+        codes = [agent.poll() for agent in self.agents]  # each rescans its tree now and then
+        for agent in self.agents:
+            self.pids_seen.update(agent.pids_seen)
         failed = [code for code in codes if code not in (None, 0)]
         if failed and any(code is None for code in codes):
             self._failed_code = failed[0]
