@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.suite.config import SuiteError, load_suite
+from orchestrator.suite.references import leaders, reference_args, sharing_key
 from orchestrator.suite.results import junit_xml
 from orchestrator.suite.runner import run_entries, visible_gpus
 from tests.conftest import REPO, assert_nothing_left, one_line
@@ -32,18 +33,34 @@ def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(tmp_path: Pa
     out = tmp_path / "suite"
     proc = run_suite(str(SUITES / "smoke.toml"), "--out", str(out), "--jobs", "2")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "1 of 2 entries verified, 1 failed" in proc.stdout
-    assert one_line(proc.stderr) == "error: 1 of 2 entries failed: broken_scheduler-sigkill"
+    assert "2 of 4 entries verified, 2 failed" in proc.stdout
+    assert one_line(proc.stderr) == "error: 2 of 4 entries failed: broken_scheduler-sigkill, broken_scheduler-sigterm"
 
     summary = json.loads((out / "summary.json").read_text())
     codes = {e["name"]: e["exit_code"] for e in summary["entries"]}
-    assert codes == {"tiny_lightning-sigkill": 0, "broken_scheduler-sigkill": 1}
-    # Both ran at once: each started before the other ended.
+    assert codes == {
+        "tiny_lightning-sigkill": 0,
+        "tiny_lightning-sigterm": 0,
+        "broken_scheduler-sigkill": 1,
+        "broken_scheduler-sigterm": 1,
+    }
+    # The two specs' first entries ran at once: each started before the other ended.
     starts = [line for line in proc.stdout.splitlines() if line.startswith("[suite] start")]
-    assert len(starts) == 2 and proc.stdout.index(starts[1]) < proc.stdout.index("[suite] tiny_lightning-sigkill:")
+    assert starts[:2] == ["[suite] start tiny_lightning-sigkill", "[suite] start broken_scheduler-sigkill"]
+    assert proc.stdout.index(starts[1]) < proc.stdout.index("[suite] tiny_lightning-sigkill:")
+    # One continuous reference per spec: each sigterm entry started once its sigkill entry
+    # had ended, and judged against that entry's reference (the broken spec still fails).
+    for spec in ("tiny_lightning", "broken_scheduler"):
+        leader, follower = out / "entries" / f"{spec}-sigkill", out / "entries" / f"{spec}-sigterm"
+        assert f"[suite] start {spec}-sigterm, reusing {spec}-sigkill's reference" in proc.stdout
+        assert proc.stdout.index(f"[suite] {spec}-sigkill:") < proc.stdout.index(f"[suite] start {spec}-sigterm")
+        report = json.loads((follower / "report.json").read_text())
+        assert report["timings"]["reference"] == f"shared from {leader}"
+        assert "continuous" not in {p["name"] for p in report["phases"]}
+        assert report["phases"][0]["kill"]["signal"] == "SIGTERM"
 
     root = ET.parse(out / "junit.xml").getroot()
-    assert (root.get("name"), root.get("tests"), root.get("failures"), root.get("errors")) == ("smoke", "2", "1", "0")
+    assert (root.get("name"), root.get("tests"), root.get("failures"), root.get("errors")) == ("smoke", "4", "2", "0")
     cases = {case.get("name"): case for case in root.iter("testcase")}
     assert set(cases) == set(codes)
     assert cases["tiny_lightning-sigkill"].find("failure") is None
@@ -55,6 +72,28 @@ def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(tmp_path: Pa
         assert json.loads((run_dir / "report.json").read_text())["exit_code"] == codes[name]
         assert (out / "logs" / f"{name}.log").read_text()
         assert_nothing_left(run_dir)
+
+
+def test_entries_share_a_reference_only_where_the_continuous_run_is_the_same(tmp_path: Path) -> None:
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text(
+        f'specs = ["{REPO}/harness_specs/tiny_lightning.py", "{REPO}/harness_specs/broken_scheduler.py",'
+        f' {{ command = ["{REPO}/tests/scripts/plain_train.py"] }}]\n'
+        '[[scenario]]\nname = "kill"\n'
+        '[[scenario]]\nname = "term"\nkill_signal = "TERM"\nargs = ["--kill-at", "3", "--cycles", "2"]\n'
+        '[[scenario]]\nname = "one"\nnproc_per_node = 1\n'
+        '[[scenario]]\nname = "none"\nreference = false\n'
+        '[[scenario]]\nname = "calibrate"\nargs = ["--calibrate"]\n'
+    )
+    entries = load_suite(suite_file).entries
+    # Stop/go scenarios share; other ranks, no reference, calibration and scripts do not.
+    assert leaders(entries) == {
+        "tiny_lightning-term": "tiny_lightning-kill",
+        "broken_scheduler-term": "broken_scheduler-kill",
+    }
+    assert sharing_key(entries[0]) != sharing_key(entries[5])  # the same scenario, another spec
+    # A leader that left no finished reference: the follower runs its own.
+    assert reference_args(tmp_path / "no_run", entries[1]) == []
 
 
 def test_directory_suite_packs_one_entry_per_gpu(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ Each entry (see ``orchestrator.suite.config``) is one ``python -m orchestrator``
 with its own run directory. Locally, entries run in parallel: one per visible GPU (each
 gets ``CUDA_VISIBLE_DEVICES`` set to its GPU), or ``--jobs`` at once on a CPU machine.
 With ``--slurm`` the suite is one Slurm job array instead (``orchestrator.suite.slurm_array``).
-A failed, crashed or timed-out entry never stops the others.
+A failed, crashed or timed-out entry never stops the others. Locally, entries whose
+continuous run is the same (one spec under several scenarios) run one continuous reference
+between them (``orchestrator.suite.references``); the array's tasks each run their own.
 
 Output directory (``--out``)::
 
@@ -34,6 +36,7 @@ from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.exit_codes import ExitCode
 from orchestrator.run.process_tree import kill_run
 from orchestrator.suite.config import Entry, SuiteError, load_suite
+from orchestrator.suite.references import leaders, reference_args
 from orchestrator.suite.results import EntryResult, finish, meaning_of
 from orchestrator.suite.slurm_array import run_array
 
@@ -59,12 +62,12 @@ def visible_gpus() -> list[str]:
 class _Running:
     """An entry's orchestrator process while it runs."""
 
-    def __init__(self, entry: Entry, out: Path, device: str | None) -> None:
+    def __init__(self, entry: Entry, out: Path, device: str | None, extra: list[str]) -> None:
         self.entry = entry
         self.device = device
         self.run_dir = out / "entries" / entry.name
         self.log_path = out / "logs" / f"{entry.name}.log"
-        self.command = [sys.executable, "-m", "orchestrator", *entry.orchestrator_args(self.run_dir)]
+        self.command = [sys.executable, "-m", "orchestrator", *entry.orchestrator_args(self.run_dir), *extra]
         env = dict(os.environ)
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
@@ -136,18 +139,30 @@ class SuiteInterrupted(Exception):
 
 
 def run_entries(entries: list[Entry], out: Path, jobs: int, gpus: list[str], echo: bool = True) -> list[EntryResult]:
-    """Runs every entry, ``jobs`` at once (one per GPU when ``gpus``); never stops early."""
+    """Runs every entry, ``jobs`` at once (one per GPU when ``gpus``); never stops early.
+
+    An entry whose continuous run is another's (``orchestrator.suite.references``) starts
+    once that leader has finished, and reuses its reference.
+    """
     slots: list[str | None] = list(gpus) if gpus else [None] * jobs
+    follows = leaders(entries)
     pending = list(entries)
     running: list[_Running] = []
+    finished: set[str] = set()
     results: list[EntryResult] = []
     try:
         while pending or running:
-            while pending and slots:
+            while slots:
+                entry = next((e for e in pending if follows.get(e.name, "") in {"", *finished}), None)
+                if entry is None:
+                    break  # what is left waits for its leader
+                pending.remove(entry)
                 device = slots.pop(0)
-                entry = pending.pop(0)
-                running.append(_Running(entry, out, device))
-                _say(echo, f"start {entry.name}" + (f" on GPU {device}" if device is not None else ""))
+                leader = follows.get(entry.name)
+                extra = reference_args(out / "entries" / leader, entry) if leader else []
+                running.append(_Running(entry, out, device, extra))
+                where = f" on GPU {device}" if device is not None else ""
+                _say(echo, f"start {entry.name}{where}" + (f", reusing {leader}'s reference" if extra else ""))
             time.sleep(POLL_INTERVAL_S)
             for item in list(running):
                 code = item.popen.poll()
@@ -158,6 +173,7 @@ def run_entries(entries: list[Entry], out: Path, jobs: int, gpus: list[str], ech
                 if code is None:
                     continue
                 running.remove(item)
+                finished.add(item.entry.name)
                 slots.append(item.device)
                 result = item.result(code)
                 results.append(result)
