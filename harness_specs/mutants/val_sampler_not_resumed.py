@@ -16,6 +16,10 @@ from harness_specs.tiny_lightning import TinyLightningHarness, TinyRegressionMod
 CAUGHT_BY = "val_loss"
 EXPECTED_CAUSE = "val_data_not_resumed"
 BUG_CLASS = "validation sampler not resumed"
+# Its bug acts only on a resume: in one uninterrupted process the counter is the number of
+# validations before this one, as the default spec derives it from the step, so its
+# continuous run is the default spec's (self-test reuses it).
+SHARES_REFERENCE = "../tiny_lightning.py"
 
 
 class ProcessCountedValidationModule(TinyRegressionModule):
