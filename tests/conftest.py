@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.background import REGISTRY, BackgroundRun
+from tests import background
+from tests.background import REGISTRY, BackgroundRun, run_in_turn
 
 REPO = Path(__file__).resolve().parent.parent
 SPECS = Path(__file__).resolve().parent / "specs"
@@ -30,6 +31,7 @@ class Run:
     stdout: str
     stderr: str
     run_dir: Path
+    wall_s: float | None = None  # the orchestrator's own wall time, where it ran in the background
 
     @property
     def report(self) -> dict[str, Any]:
@@ -123,22 +125,51 @@ class ReportedRun:
 def background_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, BackgroundRun]]:
-    """Starts, at the first test, the registered background runs that a collected test reads."""
-    needed = {name for item in request.session.items for name in getattr(item, "fixturenames", ())}
-    runs: dict[str, BackgroundRun] = {}
-    for name in sorted(needed & REGISTRY.keys()):
-        registered = REGISTRY[name]
-        out = tmp_path_factory.mktemp(f"background_{name}")
-        runs[name] = BackgroundRun(registered.command(out), out, registered.timeout).start()
+    """Runs, from the first test, the registered background runs that a collected test reads, in turn.
+
+    The lane takes them in the order the session needs them (the first test that reads
+    each), so that the run read first is ready first, whatever the selection or order.
+    """
+    first_use: dict[str, int] = {}
+    for index, item in enumerate(request.session.items):
+        for name in getattr(item, "fixturenames", ()):
+            first_use.setdefault(name, index)
+    needed = sorted(
+        (name for name, registered in REGISTRY.items() if registered.fixture in first_use),
+        key=lambda name: first_use[REGISTRY[name].fixture],
+    )
+    runs = {name: BackgroundRun(REGISTRY[name], tmp_path_factory.mktemp(f"background_{name}")) for name in needed}
+    lane = run_in_turn(list(runs.values()))
     yield runs
     for run in runs.values():
         run.stop()
+    lane.join(timeout=10)
 
 
 def background_run(request: pytest.FixtureRequest, name: str) -> BackgroundRun:
     """The background run registered as ``name`` (started by ``background_runs``)."""
     runs: dict[str, BackgroundRun] = request.getfixturevalue("background_runs")
     return runs[name]
+
+
+def background_orchestrator_run(
+    name: str, command: Callable[[Path], list[str]], timeout: float = 300, idle: bool = False
+) -> Any:
+    """A module fixture named ``name``: an orchestrator run that goes in the background lane.
+
+    ``command`` gets the run's own directory and returns the orchestrator command whose run
+    dir is ``<that directory>/run``. Assign the result to a module attribute of the same
+    name; the fixture gives the finished :class:`Run`, its ``wall_s`` the run's own time.
+    """
+    background.register(name, command, timeout, idle=idle)
+
+    @pytest.fixture(scope="module", name=name)
+    def finished_run(request: pytest.FixtureRequest) -> Run:
+        run = background_run(request, name)
+        proc = run.wait()
+        return Run(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "run", run.wall_s)
+
+    return finished_run
 
 
 # Session-wide runs: each serves the assertions of several test files, so that the suite

@@ -26,9 +26,13 @@ import os
 import shutil
 import subprocess
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests import background
+from tests.conftest import background_run
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "harness_specs" / "nemo_gpt_tiny.py"
@@ -47,17 +51,19 @@ needs_gpu = pytest.mark.skipif(
 )
 
 
-def venv_run(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Runs a Python script with the NeMo venv's interpreter, in the repository."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [str(VENV_PYTHON), "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        env=env,
-    )
+VENV_ENV = {"PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
+
+
+def venv_script(name: str, script: str, *args: Callable[[Path], str]) -> None:
+    """Registers ``script`` run by the NeMo venv's interpreter as the background run ``name``.
+
+    Each NeMo import is seconds of one core: these runs go in the background lane
+    (tests/background.py), and the fixture of the same name reads them. ``args`` get the
+    run's own directory.
+    """
+    if VENV_PYTHON.exists():
+        command = lambda out: [str(VENV_PYTHON), "-c", textwrap.dedent(script), *(arg(out) for arg in args)]  # noqa: E731
+        background.register(name, command, timeout=300, env=VENV_ENV)
 
 
 def results(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -71,30 +77,34 @@ def results(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
     return found
 
 
-@needs_nemo_venv
-def test_spec_loads_in_the_nemo_venv(tmp_path: Path) -> None:
-    proc = venv_run(
-        """
-        import sys
-        import lightning, nemo, megatron.core
-        from workers.spec_loader import load_spec_module, pick_harness
-        from workers.backends.nemo2 import NeMo2Backend, NeMo2StopAndGoHarness
+SPEC_LOAD_SCRIPT = """
+import sys
+import lightning, nemo, megatron.core
+from workers.spec_loader import load_spec_module, pick_harness
+from workers.backends.nemo2 import NeMo2Backend, NeMo2StopAndGoHarness
 
-        cls = pick_harness(load_spec_module(sys.argv[1]), None)
-        harness = cls(root_dir=sys.argv[2])
-        print("RESULT harness=" + cls.__name__)
-        print("RESULT base=" + str(issubclass(cls, NeMo2StopAndGoHarness)))
-        print("RESULT backend=" + harness.backend.name)
-        print("RESULT logger_is_backends=" + str(harness.backend.nemo_logger is harness.nemo_logger))
-        log = harness.nemo_logger
-        print("RESULT nemo_ckpt_dir=" + f"{log.log_dir}/{log.name}/checkpoints")
-        print("RESULT harness_ckpt_dir=" + str(harness.checkpoint_dir))
-        print("RESULT versions=" + f"{nemo.__version__} {megatron.core.__version__} {lightning.__version__}")
-        """,
-        str(SPEC),
-        str(tmp_path),
-    )
-    found = results(proc)
+cls = pick_harness(load_spec_module(sys.argv[1]), None)
+harness = cls(root_dir=sys.argv[2])
+print("RESULT harness=" + cls.__name__)
+print("RESULT base=" + str(issubclass(cls, NeMo2StopAndGoHarness)))
+print("RESULT backend=" + harness.backend.name)
+print("RESULT logger_is_backends=" + str(harness.backend.nemo_logger is harness.nemo_logger))
+log = harness.nemo_logger
+print("RESULT nemo_ckpt_dir=" + f"{log.log_dir}/{log.name}/checkpoints")
+print("RESULT harness_ckpt_dir=" + str(harness.checkpoint_dir))
+print("RESULT versions=" + f"{nemo.__version__} {megatron.core.__version__} {lightning.__version__}")
+"""
+venv_script("spec_load", SPEC_LOAD_SCRIPT, lambda _: str(SPEC), str)
+
+
+@pytest.fixture(scope="module")
+def spec_load(request: pytest.FixtureRequest) -> dict[str, str]:
+    return results(background_run(request, "spec_load").wait())
+
+
+@needs_nemo_venv
+def test_spec_loads_in_the_nemo_venv(spec_load: dict[str, str]) -> None:
+    found = spec_load
     assert found["harness"] == "NeMoGPTTinyHarness"
     assert found["base"] == "True"
     assert found["backend"] == "nemo2"
@@ -233,9 +243,17 @@ except TornCheckpointError as err:
 """
 
 
+venv_script("vetting", VETTING_SCRIPT, str)
+
+
+@pytest.fixture(scope="module")
+def vetting(request: pytest.FixtureRequest) -> dict[str, str]:
+    return results(background_run(request, "vetting").wait())
+
+
 @needs_nemo_venv
-def test_checkpoint_vetting_of_nemo_layout(tmp_path: Path) -> None:
-    found = results(venv_run(VETTING_SCRIPT, str(tmp_path)))
+def test_checkpoint_vetting_of_nemo_layout(vetting: dict[str, str]) -> None:
+    found = vetting
     last, old = found["last"], found["old"]
     # What NeMo's io_dump writes for the context, and a real DCP index over real shards.
     assert "io.json" in found["context"].split(","), found["context"]
@@ -268,19 +286,25 @@ def test_checkpoint_vetting_of_nemo_layout(tmp_path: Path) -> None:
     assert found["none_left"].startswith("torn checkpoint: no complete checkpoint")
 
 
+# The stop fails: no phase is worth warming (a NeMo import is the slowest there is).
+SEED_PATH_ARGS = ("--nproc-per-node", "1", "--timeout", "240", "--no-prewarm", "--quiet")
+if VENV_PYTHON.exists() and shutil.which("nvidia-smi") is None:
+    background.register("seed_path_on_cpu", lambda out: [*ORCHESTRATOR, str(out / "run"), *SEED_PATH_ARGS], timeout=300)
+
+
+@pytest.fixture(scope="module")
+def seed_path_on_cpu(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
+    run = background_run(request, "seed_path_on_cpu")
+    return run.wait(), run.out_dir / "run"
+
+
 @needs_nemo_venv
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="pins the CPU limit; a GPU machine goes further")
-def test_seed_path_on_cpu_stops_at_megatron_cuda_stream(tmp_path: Path) -> None:
+def test_seed_path_on_cpu_stops_at_megatron_cuda_stream(
+    seed_path_on_cpu: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
     """The seed's llm.train runs on CPU up to MegatronStrategy's CUDA-only setup, no further."""
-    run_dir = tmp_path / "run"
-    # The stop fails: no phase is worth warming (a NeMo import is the slowest there is).
-    proc = subprocess.run(
-        [*ORCHESTRATOR, str(run_dir), "--nproc-per-node", "1", "--timeout", "240", "--no-prewarm", "--quiet"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    proc, run_dir = seed_path_on_cpu
     log = (run_dir / "logs" / "stop.log").read_text()
     assert proc.returncode == 3, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "torch.cuda.Stream requires CUDA support" in proc.stdout + proc.stderr

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-from tests.conftest import REPO
+import pytest
+
+from tests import background
+from tests.conftest import REPO, background_run
 
 PROBE = """
 import io, pkgutil, sys, importlib
@@ -21,16 +23,22 @@ print("HEAVY", heavy)
 """
 
 
-def test_orchestrator_modules_and_a_run_do_not_import_torch(tmp_path: Path) -> None:
-    # A spec error found by the workers runs the whole launch path in the parent (every
-    # module is imported first; --no-prewarm, one rank: only stop's worker imports the spec).
-    spec = REPO / "tests" / "specs" / "no_harness.py"
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, str(spec), str(tmp_path / "run")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=180,
-    )
+# A spec error found by the workers runs the whole launch path in the parent (every module
+# is imported first; --no-prewarm, one rank: only stop's worker imports the spec). One
+# interpreter's run that reads nothing else: in the background lane (tests/background.py).
+background.register(
+    "torch_free_probe",
+    lambda out: [sys.executable, "-c", PROBE, str(REPO / "tests" / "specs" / "no_harness.py"), str(out / "run")],
+    timeout=180,
+)
+
+
+@pytest.fixture(scope="module")
+def torch_free_probe(request: pytest.FixtureRequest) -> subprocess.CompletedProcess[str]:
+    return background_run(request, "torch_free_probe").wait()
+
+
+def test_orchestrator_modules_and_a_run_do_not_import_torch(torch_free_probe: subprocess.CompletedProcess[str]) -> None:
+    proc = torch_free_probe
     assert "CODE 2" in proc.stdout, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout

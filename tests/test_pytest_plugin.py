@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,8 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO
+from tests import background
+from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, background_run
 
 PLAIN_SCRIPT = REPO / "tests" / "scripts" / "plain_train.py"
 
@@ -81,23 +81,25 @@ def test_the_plugin_is_registered_as_pytest11(tmp_path: Path) -> None:
     assert proc.stdout.strip() == "orchestrator.pytest_plugin", proc.stderr
 
 
-@pytest.fixture(scope="module")
-def inner_pytest(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
-    project = tmp_path_factory.mktemp("project")
+def _inner_pytest_command(out: Path) -> list[str]:
+    project = out / "project"
+    project.mkdir()
     (project / "test_resume.py").write_text(
         TEST_FILE.format(default=str(DEFAULT_SPEC), broken=str(BROKEN_SPEC), script=str(PLAIN_SCRIPT)), encoding="utf-8"
     )
-    junit = project / "results.xml"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOP_AND_GO_", "PYTEST_"))}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", f"--junitxml={junit}", "test_resume.py"],
-        cwd=project,  # its own rootdir: the plugin comes from the installed entry point
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1400,
-    )
-    return proc, junit
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--junitxml=results.xml", "test_resume.py"]
+
+
+# Reads no other test's files: it runs in the background lane (tests/background.py), in its
+# own rootdir (the plugin comes from the installed entry point), without this session's
+# STOP_AND_GO_ / PYTEST_ variables.
+background.register("inner_pytest", _inner_pytest_command, timeout=1400, cwd=lambda out: out / "project")
+
+
+@pytest.fixture(scope="module")
+def inner_pytest(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
+    run = background_run(request, "inner_pytest")
+    return run.wait(), run.out_dir / "project" / "results.xml"
 
 
 def _cases(junit: Path) -> dict[str, object]:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_SPEC, SPECS, Run, one_line, orchestrator_command, run_orchestrator
+from tests.conftest import (
+    DEFAULT_SPEC,
+    SPECS,
+    Run,
+    background_orchestrator_run,
+    one_line,
+    orchestrator_command,
+    run_orchestrator,
+)
 
 
 def _run_in(cwd: Path, spec: Path, run_dir: Path, *extra: str, timeout: float = 600) -> Run:
@@ -37,17 +45,27 @@ def test_unknown_harness_name_fails_before_any_launch(tmp_path: Path) -> None:
     assert not (tmp_path / "run" / "logs").exists()
 
 
-def test_kill_at_past_the_last_step_fails_at_train_start(tmp_path: Path) -> None:
-    # Only stop runs (--no-prewarm), on one rank: the check is at its train start.
-    extra = ("--kill-at", "10000", "--no-reference", "--no-prewarm", "--nproc-per-node", "1")
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
+# Only stop runs (--no-prewarm), on one rank: the check is at its train start. A one-rank
+# run that reads nothing else: in the background lane (tests/background.py).
+kill_at_past_run = background_orchestrator_run(
+    "kill_at_past_run",
+    lambda out: orchestrator_command(
+        DEFAULT_SPEC, out / "run", "--kill-at", "10000", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
+    ),
+)
+
+
+def test_kill_at_past_the_last_step_fails_at_train_start(kill_at_past_run: Run) -> None:
+    run = kill_at_past_run
     assert run.returncode == 2, run.stderr
     assert "--kill-at 10000 is not before the run's last step (12)" in one_line(run.stderr)
     assert "ChildFailedError" not in run.stdout + run.stderr
 
 
-def test_epoch_only_bug_fails_by_default(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run")
+def test_epoch_only_bug_fails_by_default(tmp_path: Path, default_reference: tuple[str, str]) -> None:
+    # Its sampler differs from the default spec's only in what it restores: its continuous
+    # run is the default spec's, so it judges against the default run's reference.
+    run = run_orchestrator(SPECS / "epoch_seed_not_restored.py", tmp_path / "run", *default_reference)
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     assert run.report["coverage"]["resume_points"][1]["epoch"] == 1
 
@@ -76,8 +94,12 @@ def test_a_step_that_go1_skipped_is_the_root_cause(tmp_path: Path, default_refer
     assert "go1 never recorded steps [3] of the reference" in run.stdout
 
 
-def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caught(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run")
+def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caught(
+    tmp_path: Path, default_reference: tuple[str, str]
+) -> None:
+    # Only where it checkpoints differs from the default spec: an uninterrupted run trains
+    # and records the same, so it judges against the default run's reference.
+    run = run_orchestrator(SPECS / "epoch_end_checkpoints.py", tmp_path / "run", *default_reference)
     report = run.report
     # The stop found the end of epoch 0's checkpoint by itself; the resume point matched.
     assert report["sentinel"]["step"] == 8
@@ -91,9 +113,16 @@ def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caug
     assert "cause: the resumed sampler shuffles the next epoch's permutation" in run.stdout
 
 
-def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:
-    extra = ("--no-reference", "--no-prewarm", "--nproc-per-node", "1")
-    run = run_orchestrator(SPECS / "numpy_in_checkpoint.py", tmp_path / "run", *extra)
+numpy_checkpoint_run = background_orchestrator_run(
+    "numpy_checkpoint_run",
+    lambda out: orchestrator_command(
+        SPECS / "numpy_in_checkpoint.py", out / "run", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
+    ),
+)
+
+
+def test_numpy_object_in_checkpoint_fails_the_stop(numpy_checkpoint_run: Run) -> None:
+    run = numpy_checkpoint_run
     assert run.returncode == 3, run.stderr
     line = one_line(run.stderr)
     assert "weights_only=True" in line
@@ -103,7 +132,9 @@ def test_numpy_object_in_checkpoint_fails_the_stop(tmp_path: Path) -> None:
 
 
 def test_ledger_without_sample_ids_catches_a_repeated_sample(tmp_path: Path) -> None:
-    run = run_orchestrator(SPECS / "sampler_restart_without_ids.py", tmp_path / "run", "--single-stop")
+    # The restarting sampler repeats samples on one rank as on many (self-test's sampler_restart).
+    extra = ("--single-stop", "--nproc-per-node", "1")
+    run = run_orchestrator(SPECS / "sampler_restart_without_ids.py", tmp_path / "run", *extra)
     assert run.returncode == 1, run.stderr
     failures = run.report["verdict"]["failures"]
     assert any("sample_ledger" in f and "#" in f for f in failures), failures

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,8 @@ import pytest
 
 from orchestrator.slurm.sbatch import exit_code_of
 from orchestrator.slurm.script import EXIT_CODE_FILE
-from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, live_processes_of_run, one_line
+from tests import background
+from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, background_run, live_processes_of_run, one_line
 
 
 def _slurm_idle() -> str | None:
@@ -99,31 +101,27 @@ JOBS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def jobs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Job]:
-    """Every job of ``JOBS``, submitted at once and waited for.
+def _job_command(args: tuple[str, ...]) -> Callable[[Path], list[str]]:
+    return lambda out: [sys.executable, "-m", "orchestrator", *(a.format(run_dir=out / "run") for a in args)]
 
-    The node runs two one-CPU jobs at a time and each phase is one rank: one after the
-    other, half the machine idled (and the pre-timeout job mostly waits for its signal).
-    """
-    root = tmp_path_factory.mktemp("slurm_jobs")
-    started: dict[str, subprocess.Popen[bytes]] = {}
-    try:
-        for name, args in JOBS.items():
-            command = [sys.executable, "-m", "orchestrator", *(a.format(run_dir=root / name) for a in args)]
-            # Files, not pipes: a wrapper echoing its job's log must never block on a full pipe.
-            with open(root / f"{name}.out", "wb") as out, open(root / f"{name}.err", "wb") as err:
-                started[name] = subprocess.Popen(command, stdout=out, stderr=err, cwd=REPO)
-        done = {}
-        for name, popen in started.items():
-            popen.wait(timeout=600)
-            stdout, stderr = ((root / f"{name}.{kind}").read_text() for kind in ("out", "err"))
-            done[name] = Job(root / name, subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr))
-        return done
-    finally:
-        for popen in started.values():
-            if popen.poll() is None:
-                popen.kill()
+
+# The node runs two one-CPU jobs at a time and each phase is one rank: one after the other,
+# half the machine idled (and the pre-timeout job mostly waits for its signal). So the
+# wrappers are submitted together, from the background lane (tests/background.py): each is
+# an idle run (it waits on its job), started in its turn beside the others and the tests.
+if _slurm_idle() is None:
+    for _name, _args in JOBS.items():
+        background.register(f"slurm_job_{_name}", _job_command(_args), timeout=600, idle=True, fixture="jobs")
+
+
+@pytest.fixture(scope="module")
+def jobs(request: pytest.FixtureRequest) -> dict[str, Job]:
+    """Every job of ``JOBS``, each submitted by its wrapper in the background, waited for."""
+    done = {}
+    for name in JOBS:
+        run = background_run(request, f"slurm_job_{name}")
+        done[name] = Job(run.out_dir / "run", run.wait())
+    return done
 
 
 def test_dry_run_writes_a_readable_script_and_submits_nothing(tmp_path: Path) -> None:

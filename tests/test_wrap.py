@@ -12,11 +12,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Run, assert_nothing_left
+from tests import background
+from tests.conftest import REPO, Run, assert_nothing_left, background_orchestrator_run, background_run
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 PLAIN = SCRIPTS / "plain_train.py"
@@ -34,11 +36,16 @@ def first_trajectory_entry(metadata_dir: Path, phase: str) -> dict:
     return json.loads((metadata_dir / "trajectory" / phase / "rank0.json").read_text())["entries"][0]
 
 
-@pytest.fixture(scope="module")
-def stateful_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    # Resumes by itself from checkpoints/last.ckpt: no --go-args.
-    run_dir = tmp_path_factory.mktemp("wrap") / "stateful"
-    return run_script(run_dir, "--nproc-per-node", "1", "--", str(PLAIN), "--max-steps", "8", "--every", "3")
+def wrap_command(*argv: str) -> Callable[[Path], list[str]]:
+    """The ``python -m orchestrator run ARGV`` command of a background run (its run dir: ``<dir>/run``)."""
+    return lambda out: [sys.executable, "-m", "orchestrator", "run", "--run-dir", str(out / "run"), "--quiet", *argv]
+
+
+# These runs read no other test's files: they go in the background lane (tests/background.py)
+# and the tests below judge them. Resumes by itself from checkpoints/last.ckpt: no --go-args.
+stateful_run = background_orchestrator_run(
+    "stateful_run", wrap_command("--nproc-per-node", "1", "--", str(PLAIN), "--max-steps", "8", "--every", "3")
+)
 
 
 def test_stateful_loader_script_verifies(stateful_run: Run) -> None:
@@ -70,17 +77,28 @@ def test_every_logged_metric_and_batch_is_recorded(stateful_run: Run) -> None:
     assert not any(name.startswith("rng_") for name in metrics)  # Lightning saves no RNG: --check-rng
 
 
-def test_stateful_loader_script_verifies_on_two_ranks(tmp_path: Path) -> None:
-    run = run_script(tmp_path / "run", "--nproc-per-node", "2", "--", str(PLAIN), "--max-steps", "6", "--every", "3")
+two_ranks_run = background_orchestrator_run(
+    "two_ranks_run", wrap_command("--nproc-per-node", "2", "--", str(PLAIN), "--max-steps", "6", "--every", "3")
+)
+
+
+def test_stateful_loader_script_verifies_on_two_ranks(two_ranks_run: Run) -> None:
+    run = two_ranks_run
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     assert {c["rank"] for c in run.report["verdict"]["resume_checks"]} == {0, 1}
     assert_nothing_left(run.run_dir)
 
 
-def test_script_runs_on_two_torchrun_agents(tmp_path: Path) -> None:
-    # --nnodes 2: two agents joined by a c10d rendezvous, one rank each, as on two nodes.
-    argv = ["--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--"]
-    run = run_script(tmp_path / "run", *argv, str(PLAIN), "--max-steps", "6", "--every", "3")
+# --nnodes 2: two agents joined by a c10d rendezvous, one rank each, as on two nodes.
+two_agents_run = background_orchestrator_run(
+    "two_agents_run",
+    wrap_command("--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--", str(PLAIN), "--max-steps", "6",
+                 "--every", "3"),
+)  # fmt: skip
+
+
+def test_script_runs_on_two_torchrun_agents(two_agents_run: Run) -> None:
+    run = two_agents_run
     assert run.returncode == 0, run.stderr + run.stdout[-3000:]
     assert {c["rank"] for c in run.report["verdict"]["resume_checks"]} == {0, 1}
     stop_command = run.report["phases"][0]["command"]
@@ -88,22 +106,39 @@ def test_script_runs_on_two_torchrun_agents(tmp_path: Path) -> None:
     assert_nothing_left(run.run_dir)
 
 
-def test_single_node_script_under_two_agents_is_refused(tmp_path: Path) -> None:
-    # LightningCLI's default Trainer (num_nodes=1) under --nnodes 2: two independent runs, not one.
-    argv = ["--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--", str(SCRIPTS / "cli_boring.py"), "fit"]
-    run = run_script(tmp_path / "run", *argv, "--trainer.max_steps=4", "--trainer.logger=false")
+# LightningCLI's default Trainer (num_nodes=1) under --nnodes 2: two independent runs, not one.
+single_node_script_run = background_orchestrator_run(
+    "single_node_script_run",
+    wrap_command("--nnodes", "2", "--nproc-per-node", "1", "--no-reference", "--", str(SCRIPTS / "cli_boring.py"),
+                 "fit", "--trainer.max_steps=4", "--trainer.logger=false"),
+)  # fmt: skip
+
+
+def test_single_node_script_under_two_agents_is_refused(single_node_script_run: Run) -> None:
+    run = single_node_script_run
     assert run.returncode == 3, run.stderr + run.stdout[-3000:]
     assert "torchrun started 2 ranks (2 node(s) x 1), but the script's Trainer runs 1" in run.stderr
     assert "num_nodes=int(os.environ['WORLD_SIZE'])" in run.stderr
     assert_nothing_left(run.run_dir)
 
 
-def test_hanging_script_times_out_with_its_stacks(tmp_path: Path) -> None:
-    # Long enough for the script to be running (Lightning imported) when the timeout comes.
-    argv = ["--nproc-per-node", "1", "--timeout", "25", "--no-prewarm", "--no-reference", "--"]
-    run = run_script(tmp_path / "run", *argv, str(SCRIPTS / "hang_before_training.py"))
+# Long enough for the script to be running (Lightning imported) when the timeout comes, on
+# a busy machine too; it mostly waits (idle in the background lane).
+HANG_TIMEOUT_S = 40
+hanging_script_run = background_orchestrator_run(
+    "hanging_script_run",
+    wrap_command(
+        "--nproc-per-node", "1", "--timeout", str(HANG_TIMEOUT_S), "--no-prewarm", "--no-reference", "--",
+        str(SCRIPTS / "hang_before_training.py"),
+    ),
+    idle=True,
+)  # fmt: skip
+
+
+def test_hanging_script_times_out_with_its_stacks(hanging_script_run: Run) -> None:
+    run = hanging_script_run
     assert run.returncode == 5, run.stderr
-    assert "no sentinel within 25s" in run.stderr and "stacks in" in run.stderr
+    assert f"no sentinel within {HANG_TIMEOUT_S}s" in run.stderr and "stacks in" in run.stderr
     # The rank dumped its Python stacks before the kill: they name the script's frame.
     (dump,) = run.report["stack_dumps"]
     assert "in wait_for_a_peer_that_never_comes" in Path(dump).read_text()
@@ -112,25 +147,40 @@ def test_hanging_script_times_out_with_its_stacks(tmp_path: Path) -> None:
     assert_nothing_left(run.run_dir)
 
 
-def test_plain_shuffled_dataloader_is_a_data_mismatch(tmp_path: Path) -> None:
-    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(PLAIN), "--loader", "plain")
+plain_loader_run = background_orchestrator_run(
+    "plain_loader_run", wrap_command("--nproc-per-node", "1", "--", str(PLAIN), "--loader", "plain")
+)
+
+
+def test_plain_shuffled_dataloader_is_a_data_mismatch(plain_loader_run: Run) -> None:
+    run = plain_loader_run
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     first = run.report["verdict"]["failures"][0]
     assert "batch" in first or "sample" in first, first
     assert_nothing_left(run.run_dir)
 
 
-def test_scheduler_left_out_of_the_checkpoint_is_named(tmp_path: Path) -> None:
-    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--", str(SCRIPTS / "sched_bug.py"))
+sched_bug_run = background_orchestrator_run(
+    "sched_bug_run", wrap_command("--nproc-per-node", "1", "--", str(SCRIPTS / "sched_bug.py"))
+)
+
+
+def test_scheduler_left_out_of_the_checkpoint_is_named(sched_bug_run: Run) -> None:
+    run = sched_bug_run
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     first = run.report["verdict"]["failures"][0]
     assert "learning_rate" in first, first
     assert_nothing_left(run.run_dir)
 
 
-def test_script_without_step_checkpoints_fails_fast(tmp_path: Path) -> None:
+epoch_checkpoints_run = background_orchestrator_run(
+    "epoch_checkpoints_run", wrap_command("--nproc-per-node", "1", "--no-prewarm", "--", str(PLAIN), "--every", "0")
+)
+
+
+def test_script_without_step_checkpoints_fails_fast(epoch_checkpoints_run: Run) -> None:
     # One checkpoint per epoch, and training ends (step 8) inside the first epoch (32 batches).
-    run = run_script(tmp_path / "run", "--nproc-per-node", "1", "--no-prewarm", "--", str(PLAIN), "--every", "0")
+    run = epoch_checkpoints_run
     assert run.returncode == 10, run.stderr + run.stdout[-3000:]
     assert "every_n_epochs=1" in run.stderr
     assert "--checkpoint-every K" in run.stderr
@@ -139,12 +189,12 @@ def test_script_without_step_checkpoints_fails_fast(tmp_path: Path) -> None:
     assert_nothing_left(run.run_dir)
 
 
-def test_lightning_cli_script_resumes_with_go_args(tmp_path: Path) -> None:
-    # What Lightning 2.6 really does with this unmodified script: go resumes from the stop's
-    # epoch-end checkpoint (saved in on_train_epoch_end) and the resume point matches, but at
-    # the first step after it go's StepLR is one step ahead and its epoch one behind.
-    run = run_script(
-        tmp_path / "run",
+# What Lightning 2.6 really does with this unmodified script: go resumes from the stop's
+# epoch-end checkpoint (saved in on_train_epoch_end) and the resume point matches, but at
+# the first step after it go's StepLR is one step ahead and its epoch one behind.
+lightning_cli_run = background_orchestrator_run(
+    "lightning_cli_run",
+    wrap_command(
         "--nproc-per-node",
         "1",
         "--go-args",
@@ -159,7 +209,12 @@ def test_lightning_cli_script_resumes_with_go_args(tmp_path: Path) -> None:
         "--trainer.limit_val_batches=0",
         "--trainer.logger=false",
         "--trainer.enable_progress_bar=false",
-    )
+    ),
+)
+
+
+def test_lightning_cli_script_resumes_with_go_args(lightning_cli_run: Run) -> None:
+    run = lightning_cli_run
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
     report = run.report
     assert report["sentinel"]["step"] == 3
@@ -203,31 +258,44 @@ print(json.dumps({"plain": names(plain), "wrapped": names(wrapped), "every": eve
 """
 
 
-def _factory_check(python: Path | str, trainer: str, tmp_path: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STOP_AND_GO_")}
-    env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run(
-        [str(python), "-c", FACTORY_CHECK, trainer, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=REPO,
-        env=env,
-    )
+def _factory_command(python: Path | str, trainer: str) -> Callable[[Path], list[str]]:
+    return lambda out: [str(python), "-c", FACTORY_CHECK, trainer, str(out)]
+
+
+def _factory_check(request: pytest.FixtureRequest, name: str) -> dict:
+    proc = background_run(request, name).wait()
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_entry_point_adds_callbacks_only_when_asked(tmp_path: Path) -> None:
-    found = _factory_check(sys.executable, "lightning", tmp_path)
+# One interpreter each, importing Lightning (or NeMo): in the background lane.
+background.register(
+    "lightning_factory", _factory_command(sys.executable, "lightning"), 180, env={"PYTHONPATH": str(REPO)}
+)
+if NEMO_PYTHON.exists():
+    background.register("nemo_factory", _factory_command(NEMO_PYTHON, "nemo"), 180, env={"PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture(scope="module")
+def lightning_factory(request: pytest.FixtureRequest) -> dict:
+    return _factory_check(request, "lightning_factory")
+
+
+@pytest.fixture(scope="module")
+def nemo_factory(request: pytest.FixtureRequest) -> dict:
+    return _factory_check(request, "nemo_factory")
+
+
+def test_entry_point_adds_callbacks_only_when_asked(lightning_factory: dict) -> None:
+    found = lightning_factory
     assert "WrapStopCallback" not in found["plain"]
     assert {"WrapStopCallback", "WrapTrajectoryCallback", "MetadataSaveCallback"} <= set(found["wrapped"])
     assert found["every"] == [3]  # --checkpoint-every 3, despite enable_checkpointing=False
 
 
 @pytest.mark.skipif(not NEMO_PYTHON.exists(), reason=f"no NeMo venv at {NEMO_PYTHON.parent.parent}")
-def test_entry_point_loads_into_nemo_trainer(tmp_path: Path) -> None:
-    found = _factory_check(NEMO_PYTHON, "nemo", tmp_path)
+def test_entry_point_loads_into_nemo_trainer(nemo_factory: dict) -> None:
+    found = nemo_factory
     assert "WrapStopCallback" not in found["plain"]
     assert "WrapStopCallback" in found["wrapped"]
 
