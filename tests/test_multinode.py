@@ -13,7 +13,13 @@ from orchestrator.protocol import RunLayout
 from orchestrator.run.events import PlainEvents
 from orchestrator.run.multinode import MultiNodePhase, multinode_torchrun_command
 from orchestrator.run.process_tree import pids_alive
-from tests.conftest import DEFAULT_SPEC, assert_nothing_left, run_orchestrator
+from tests.conftest import (
+    DEFAULT_SPEC,
+    Run,
+    assert_nothing_left,
+    background_orchestrator_run,
+    orchestrator_command,
+)
 
 
 def test_agent_command_joins_a_c10d_rendezvous() -> None:
@@ -26,10 +32,17 @@ def test_agent_command_joins_a_c10d_rendezvous() -> None:
     assert command[command.index("--log-dir") + 1] == "/r/logs/stop/node2"
 
 
-def test_two_nodes_one_process_each_resume_verified(tmp_path: Path) -> None:
-    run = run_orchestrator(
-        DEFAULT_SPEC, tmp_path / "run", "--nnodes", "2", "--nproc-per-node", "1", "--quiet", "--single-stop"
-    )
+# Reads no other test's files: it goes in the background lane (tests/background.py).
+two_nodes_run = background_orchestrator_run(
+    "two_nodes_run",
+    lambda out: orchestrator_command(
+        DEFAULT_SPEC, out / "run", "--nnodes", "2", "--nproc-per-node", "1", "--quiet", "--single-stop"
+    ),
+)
+
+
+def test_two_nodes_one_process_each_resume_verified(two_nodes_run: Run) -> None:
+    run = two_nodes_run
     assert run.returncode == 0, run.stderr
     report = run.report
     stop = report["phases"][0]

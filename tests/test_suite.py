@@ -14,7 +14,8 @@ from orchestrator.suite.config import SuiteError, load_suite
 from orchestrator.suite.references import leaders, reference_args, sharing_key
 from orchestrator.suite.results import junit_xml
 from orchestrator.suite.runner import run_entries, visible_gpus
-from tests.conftest import REPO, assert_nothing_left, one_line
+from tests import background
+from tests.conftest import REPO, assert_nothing_left, background_run, one_line
 
 SUITES = Path(__file__).resolve().parent / "suites"
 
@@ -29,9 +30,25 @@ def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
     )
 
 
-def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(tmp_path: Path) -> None:
-    out = tmp_path / "suite"
-    proc = run_suite(str(SUITES / "smoke.toml"), "--out", str(out), "--jobs", "2")
+# The smoke suite reads no other test's files: it runs in the background lane (tests/background.py).
+background.register(
+    "smoke_suite",
+    lambda out: [sys.executable, "-m", "orchestrator", "suite", str(SUITES / "smoke.toml"), "--out", str(out / "suite"),
+                 "--jobs", "2"],
+    timeout=600,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def smoke_suite(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
+    run = background_run(request, "smoke_suite")
+    return run.wait(), run.out_dir / "suite"
+
+
+def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(
+    smoke_suite: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    proc, out = smoke_suite
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "2 of 4 entries verified, 2 failed" in proc.stdout
     assert one_line(proc.stderr) == "error: 2 of 4 entries failed: broken_scheduler-sigkill, broken_scheduler-sigterm"

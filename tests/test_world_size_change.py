@@ -9,29 +9,52 @@ on recorded values without processes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from orchestrator.judge.ledger import check_ledgers, global_ledger
 from orchestrator.judge.metric_scopes import global_trajectory, not_compared, scope_of
-from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, one_line, run_orchestrator
+from tests import background
+from tests.conftest import (
+    DEFAULT_SPEC,
+    REPO,
+    SPECS,
+    Run,
+    assert_nothing_left,
+    background_orchestrator_run,
+    background_run,
+    one_line,
+    orchestrator_command,
+)
 
 ELASTIC_SPEC = REPO / "harness_specs" / "elastic_lightning.py"
 
 
-@pytest.mark.parametrize(("stop_ranks", "go_ranks"), [(2, 1), (1, 2)])
-def test_elastic_spec_resumes_on_another_world_size(tmp_path: Path, stop_ranks: int, go_ranks: int) -> None:
-    run = run_orchestrator(
-        ELASTIC_SPEC,
-        tmp_path / "run",
-        "--nproc-per-node",
-        str(stop_ranks),
-        "--go-nproc-per-node",
-        str(go_ranks),
-        "--single-stop",  # one resume across the change of world size is the point here
-        "--quiet",
-    )
+# These runs read no other test's files: they go in the background lane (tests/background.py).
+WORLD_SIZES = [(2, 1), (1, 2)]
+for _stop, _go in WORLD_SIZES:
+    background.register(
+        f"elastic_{_stop}_{_go}",
+        lambda out, stop=_stop, go=_go: orchestrator_command(
+            ELASTIC_SPEC, out / "run", "--nproc-per-node", str(stop), "--go-nproc-per-node", str(go),
+            "--single-stop",  # one resume across the change of world size is the point here
+            "--quiet",
+        ),
+        timeout=300,
+        fixture="elastic_run",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def elastic_run(request: pytest.FixtureRequest) -> tuple[Run, int, int]:
+    stop_ranks, go_ranks = request.param
+    run = background_run(request, f"elastic_{stop_ranks}_{go_ranks}")
+    proc = run.wait()
+    return Run(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "run"), stop_ranks, go_ranks
+
+
+@pytest.mark.parametrize("elastic_run", WORLD_SIZES, indirect=True, ids=["2-1", "1-2"])
+def test_elastic_spec_resumes_on_another_world_size(elastic_run: tuple[Run, int, int]) -> None:
+    run, stop_ranks, go_ranks = elastic_run
     assert run.returncode == 0, run.stdout + run.stderr
     report = run.report
     go_phase = next(p for p in report["phases"] if p["name"] == "go")
@@ -48,18 +71,32 @@ def test_elastic_spec_resumes_on_another_world_size(tmp_path: Path, stop_ranks: 
     assert_nothing_left(run.run_dir)
 
 
-def test_a_spec_without_support_is_refused(tmp_path: Path) -> None:
-    # Refused at stop's train start; no phase warms meanwhile (--no-prewarm).
-    extra = ("--go-nproc-per-node", "1", "--no-reference", "--no-prewarm", "--quiet")
-    run = run_orchestrator(DEFAULT_SPEC, tmp_path / "run", *extra)
+# Refused at stop's train start; no phase warms meanwhile (--no-prewarm).
+unsupported_run = background_orchestrator_run(
+    "unsupported_run",
+    lambda out: orchestrator_command(
+        DEFAULT_SPEC, out / "run", "--go-nproc-per-node", "1", "--no-reference", "--no-prewarm", "--quiet"
+    ),
+)
+
+
+def test_a_spec_without_support_is_refused(unsupported_run: Run) -> None:
+    run = unsupported_run
     assert run.returncode == 2, run.stdout + run.stderr
     assert "does not declare supports_world_size_change" in one_line(run.stderr)
     assert_nothing_left(run.run_dir)
 
 
-def test_a_global_batch_that_changes_with_the_world_size_is_caught(tmp_path: Path) -> None:
-    spec = SPECS / "elastic_per_rank_batch.py"
-    run = run_orchestrator(spec, tmp_path / "run", "--go-nproc-per-node", "1", "--single-stop", "--quiet")
+per_rank_batch_run = background_orchestrator_run(
+    "per_rank_batch_run",
+    lambda out: orchestrator_command(
+        SPECS / "elastic_per_rank_batch.py", out / "run", "--go-nproc-per-node", "1", "--single-stop", "--quiet"
+    ),
+)
+
+
+def test_a_global_batch_that_changes_with_the_world_size_is_caught(per_rank_batch_run: Run) -> None:
+    run = per_rank_batch_run
     assert run.returncode == 1, run.stdout + run.stderr
     findings = {f["metric"] for f in run.report["verdict"]["findings"]}
     assert "sample_ledger" in findings
