@@ -152,24 +152,48 @@ def background_run(request: pytest.FixtureRequest, name: str) -> BackgroundRun:
     return runs[name]
 
 
+def background_fixture(
+    name: str,
+    command: Callable[[Path], list[str]],
+    read: Callable[[subprocess.CompletedProcess[str], BackgroundRun], Any],
+    timeout: float = 300,
+    *,
+    idle: bool = False,
+    env: dict[str, str] | None = None,
+    cwd: Callable[[Path], Path] | None = None,
+    when: bool = True,
+) -> Any:
+    """A module fixture named ``name`` whose value comes from a run in the background lane.
+
+    Registers ``command`` (given the run's own directory) as the background run ``name``
+    unless ``when`` is false (a run its tests would skip); the fixture waits for it and
+    returns ``read(finished process, run)``. Assign the result to a module attribute of
+    the same name.
+    """
+    if when:
+        background.register(name, command, timeout, cwd=cwd, env=env, idle=idle)
+
+    @pytest.fixture(scope="module", name=name)
+    def finished(request: pytest.FixtureRequest) -> Any:
+        run = background_run(request, name)
+        return read(run.wait(), run)
+
+    return finished
+
+
 def background_orchestrator_run(
     name: str, command: Callable[[Path], list[str]], timeout: float = 300, idle: bool = False
 ) -> Any:
-    """A module fixture named ``name``: an orchestrator run that goes in the background lane.
+    """A :func:`background_fixture` giving the finished :class:`Run` of an orchestrator command.
 
     ``command`` gets the run's own directory and returns the orchestrator command whose run
-    dir is ``<that directory>/run``. Assign the result to a module attribute of the same
-    name; the fixture gives the finished :class:`Run`, its ``wall_s`` the run's own time.
+    dir is ``<that directory>/run``; the run's ``wall_s`` is the orchestrator's own time.
     """
-    background.register(name, command, timeout, idle=idle)
 
-    @pytest.fixture(scope="module", name=name)
-    def finished_run(request: pytest.FixtureRequest) -> Run:
-        run = background_run(request, name)
-        proc = run.wait()
+    def as_run(proc: subprocess.CompletedProcess[str], run: BackgroundRun) -> Run:
         return Run(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "run", run.wall_s)
 
-    return finished_run
+    return background_fixture(name, command, as_run, timeout, idle=idle)
 
 
 # Session-wide runs: each serves the assertions of several test files, so that the suite

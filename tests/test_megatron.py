@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import background
-from tests.conftest import REPO, Run, assert_nothing_left, background_run, run_orchestrator
+from tests.conftest import REPO, Run, assert_nothing_left, background_fixture, run_orchestrator
 
 MEGATRON_INSTALLED = (
     importlib.util.find_spec("megatron") is not None and importlib.util.find_spec("megatron.core") is not None
@@ -166,16 +165,15 @@ def _mutants_command(out: Path) -> list[str]:
     ]
 
 
-if MEGATRON_INSTALLED:
-    # Independent of every other test: it runs in the background from the session's first
-    # test (tests/background.py) and is judged below.
-    background.register("megatron_self_test", _mutants_command, timeout=1700)
-
-
-@pytest.fixture(scope="module")
-def megatron_self_test(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
-    run = background_run(request, "megatron_self_test")
-    return run.wait(), run.out_dir / "self_test"
+# Independent of every other test: it runs in the background lane (tests/background.py)
+# and is judged below.
+megatron_self_test = background_fixture(
+    "megatron_self_test",
+    _mutants_command,
+    lambda proc, run: (proc, run.out_dir / "self_test"),
+    timeout=1700,
+    when=MEGATRON_INSTALLED,
+)
 
 
 def test_megatron_mutants_are_caught_each_by_its_metric(

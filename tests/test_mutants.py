@@ -19,8 +19,7 @@ import pytest
 
 from orchestrator.judge.causes import DATA
 from orchestrator.suite.selftest import DEFAULT_MUTANTS_DIR, Mutant, SelfTestUsageError, discover, read_mutant
-from tests import background
-from tests.conftest import REPO, assert_nothing_left, background_run
+from tests.conftest import REPO, assert_nothing_left, background_fixture
 
 # The whole catalog runs in the first test's fixture: allow for it on 2 busy cores.
 pytestmark = pytest.mark.timeout(3600)
@@ -49,15 +48,13 @@ def _self_test_command(out: Path) -> list[str]:
 
 
 # The catalog is the suite's longest run and reads nothing of other tests: it runs in the
-# background from the session's first test (tests/background.py) and is read here.
-background.register("self_test", _self_test_command, timeout=3500)
-
-
-@pytest.fixture(scope="module")
-def self_test(request: pytest.FixtureRequest) -> SelfTestRun:
-    run = background_run(request, "self_test")
-    proc = run.wait()
-    return SelfTestRun(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "runs")
+# background lane (tests/background.py) and is read here.
+self_test = background_fixture(
+    "self_test",
+    _self_test_command,
+    lambda proc, run: SelfTestRun(proc.returncode, proc.stdout, proc.stderr, run.out_dir / "runs"),
+    timeout=3500,
+)
 
 
 def test_catalog_has_every_bug_class_of_the_issue() -> None:

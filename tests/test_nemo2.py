@@ -28,11 +28,11 @@ import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests import background
-from tests.conftest import background_run
+from tests.conftest import background_fixture
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = REPO / "harness_specs" / "nemo_gpt_tiny.py"
@@ -54,16 +54,14 @@ needs_gpu = pytest.mark.skipif(
 VENV_ENV = {"PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
 
 
-def venv_script(name: str, script: str, *args: Callable[[Path], str]) -> None:
-    """Registers ``script`` run by the NeMo venv's interpreter as the background run ``name``.
+def venv_script(name: str, script: str, *args: Callable[[Path], str]) -> Any:
+    """A fixture ``name``: the ``RESULT`` lines of ``script`` run by the NeMo venv's interpreter.
 
     Each NeMo import is seconds of one core: these runs go in the background lane
-    (tests/background.py), and the fixture of the same name reads them. ``args`` get the
-    run's own directory.
+    (tests/background.py). ``args`` get the run's own directory.
     """
-    if VENV_PYTHON.exists():
-        command = lambda out: [str(VENV_PYTHON), "-c", textwrap.dedent(script), *(arg(out) for arg in args)]  # noqa: E731
-        background.register(name, command, timeout=300, env=VENV_ENV)
+    command = lambda out: [str(VENV_PYTHON), "-c", textwrap.dedent(script), *(arg(out) for arg in args)]  # noqa: E731
+    return background_fixture(name, command, lambda proc, _: results(proc), env=VENV_ENV, when=VENV_PYTHON.exists())
 
 
 def results(proc: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -94,12 +92,7 @@ print("RESULT nemo_ckpt_dir=" + f"{log.log_dir}/{log.name}/checkpoints")
 print("RESULT harness_ckpt_dir=" + str(harness.checkpoint_dir))
 print("RESULT versions=" + f"{nemo.__version__} {megatron.core.__version__} {lightning.__version__}")
 """
-venv_script("spec_load", SPEC_LOAD_SCRIPT, lambda _: str(SPEC), str)
-
-
-@pytest.fixture(scope="module")
-def spec_load(request: pytest.FixtureRequest) -> dict[str, str]:
-    return results(background_run(request, "spec_load").wait())
+spec_load = venv_script("spec_load", SPEC_LOAD_SCRIPT, lambda _: str(SPEC), str)
 
 
 @needs_nemo_venv
@@ -243,12 +236,7 @@ except TornCheckpointError as err:
 """
 
 
-venv_script("vetting", VETTING_SCRIPT, str)
-
-
-@pytest.fixture(scope="module")
-def vetting(request: pytest.FixtureRequest) -> dict[str, str]:
-    return results(background_run(request, "vetting").wait())
+vetting = venv_script("vetting", VETTING_SCRIPT, str)
 
 
 @needs_nemo_venv
@@ -288,14 +276,12 @@ def test_checkpoint_vetting_of_nemo_layout(vetting: dict[str, str]) -> None:
 
 # The stop fails: no phase is worth warming (a NeMo import is the slowest there is).
 SEED_PATH_ARGS = ("--nproc-per-node", "1", "--timeout", "240", "--no-prewarm", "--quiet")
-if VENV_PYTHON.exists() and shutil.which("nvidia-smi") is None:
-    background.register("seed_path_on_cpu", lambda out: [*ORCHESTRATOR, str(out / "run"), *SEED_PATH_ARGS], timeout=300)
-
-
-@pytest.fixture(scope="module")
-def seed_path_on_cpu(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
-    run = background_run(request, "seed_path_on_cpu")
-    return run.wait(), run.out_dir / "run"
+seed_path_on_cpu = background_fixture(
+    "seed_path_on_cpu",
+    lambda out: [*ORCHESTRATOR, str(out / "run"), *SEED_PATH_ARGS],
+    lambda proc, run: (proc, run.out_dir / "run"),
+    when=VENV_PYTHON.exists() and shutil.which("nvidia-smi") is None,
+)
 
 
 @needs_nemo_venv

@@ -5,10 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
-from tests import background
-from tests.conftest import REPO, background_run
+from tests.conftest import REPO, background_fixture
 
 PROBE = """
 import io, pkgutil, sys, importlib
@@ -26,16 +23,12 @@ print("HEAVY", heavy)
 # A spec error found by the workers runs the whole launch path in the parent (every module
 # is imported first; --no-prewarm, one rank: only stop's worker imports the spec). One
 # interpreter's run that reads nothing else: in the background lane (tests/background.py).
-background.register(
+torch_free_probe = background_fixture(
     "torch_free_probe",
     lambda out: [sys.executable, "-c", PROBE, str(REPO / "tests" / "specs" / "no_harness.py"), str(out / "run")],
+    lambda proc, run: proc,
     timeout=180,
 )
-
-
-@pytest.fixture(scope="module")
-def torch_free_probe(request: pytest.FixtureRequest) -> subprocess.CompletedProcess[str]:
-    return background_run(request, "torch_free_probe").wait()
 
 
 def test_orchestrator_modules_and_a_run_do_not_import_torch(torch_free_probe: subprocess.CompletedProcess[str]) -> None:

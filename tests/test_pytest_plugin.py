@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from junitparser import Failure, JUnitXml
 
-from tests import background
-from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, background_run
+from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, background_fixture
 
 PLAIN_SCRIPT = REPO / "tests" / "scripts" / "plain_train.py"
 
@@ -93,13 +92,13 @@ def _inner_pytest_command(out: Path) -> list[str]:
 # Reads no other test's files: it runs in the background lane (tests/background.py), in its
 # own rootdir (the plugin comes from the installed entry point), without this session's
 # STOP_AND_GO_ / PYTEST_ variables.
-background.register("inner_pytest", _inner_pytest_command, timeout=1400, cwd=lambda out: out / "project")
-
-
-@pytest.fixture(scope="module")
-def inner_pytest(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
-    run = background_run(request, "inner_pytest")
-    return run.wait(), run.out_dir / "project" / "results.xml"
+inner_pytest = background_fixture(
+    "inner_pytest",
+    _inner_pytest_command,
+    lambda proc, run: (proc, run.out_dir / "project" / "results.xml"),
+    timeout=1400,
+    cwd=lambda out: out / "project",
+)
 
 
 def _cases(junit: Path) -> dict[str, object]:

@@ -14,8 +14,7 @@ from orchestrator.suite.config import SuiteError, load_suite
 from orchestrator.suite.references import leaders, reference_args, sharing_key
 from orchestrator.suite.results import junit_xml
 from orchestrator.suite.runner import run_entries, visible_gpus
-from tests import background
-from tests.conftest import REPO, assert_nothing_left, background_run, one_line
+from tests.conftest import REPO, assert_nothing_left, background_fixture, one_line
 
 SUITES = Path(__file__).resolve().parent / "suites"
 
@@ -31,18 +30,13 @@ def run_suite(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
 
 
 # The smoke suite reads no other test's files: it runs in the background lane (tests/background.py).
-background.register(
+smoke_suite = background_fixture(
     "smoke_suite",
     lambda out: [sys.executable, "-m", "orchestrator", "suite", str(SUITES / "smoke.toml"), "--out", str(out / "suite"),
                  "--jobs", "2"],
+    lambda proc, run: (proc, run.out_dir / "suite"),
     timeout=600,
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def smoke_suite(request: pytest.FixtureRequest) -> tuple[subprocess.CompletedProcess[str], Path]:
-    run = background_run(request, "smoke_suite")
-    return run.wait(), run.out_dir / "suite"
 
 
 def test_default_and_broken_spec_run_in_parallel_and_fail_the_suite(

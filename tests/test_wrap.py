@@ -14,11 +14,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests import background
-from tests.conftest import REPO, Run, assert_nothing_left, background_orchestrator_run, background_run
+from tests.conftest import REPO, Run, assert_nothing_left, background_fixture, background_orchestrator_run
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 PLAIN = SCRIPTS / "plain_train.py"
@@ -258,32 +258,22 @@ print(json.dumps({"plain": names(plain), "wrapped": names(wrapped), "every": eve
 """
 
 
-def _factory_command(python: Path | str, trainer: str) -> Callable[[Path], list[str]]:
-    return lambda out: [str(python), "-c", FACTORY_CHECK, trainer, str(out)]
+def _factory_check(name: str, python: Path, trainer: str) -> Any:
+    """A fixture ``name``: what FACTORY_CHECK printed, run by ``python`` in the background lane.
+
+    One interpreter each, importing Lightning (or NeMo).
+    """
+    command = lambda out: [str(python), "-c", FACTORY_CHECK, trainer, str(out)]  # noqa: E731
+
+    def found(proc: subprocess.CompletedProcess[str], _: object) -> dict:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    return background_fixture(name, command, found, 180, env={"PYTHONPATH": str(REPO)}, when=python.exists())
 
 
-def _factory_check(request: pytest.FixtureRequest, name: str) -> dict:
-    proc = background_run(request, name).wait()
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-# One interpreter each, importing Lightning (or NeMo): in the background lane.
-background.register(
-    "lightning_factory", _factory_command(sys.executable, "lightning"), 180, env={"PYTHONPATH": str(REPO)}
-)
-if NEMO_PYTHON.exists():
-    background.register("nemo_factory", _factory_command(NEMO_PYTHON, "nemo"), 180, env={"PYTHONPATH": str(REPO)})
-
-
-@pytest.fixture(scope="module")
-def lightning_factory(request: pytest.FixtureRequest) -> dict:
-    return _factory_check(request, "lightning_factory")
-
-
-@pytest.fixture(scope="module")
-def nemo_factory(request: pytest.FixtureRequest) -> dict:
-    return _factory_check(request, "nemo_factory")
+lightning_factory = _factory_check("lightning_factory", Path(sys.executable), "lightning")
+nemo_factory = _factory_check("nemo_factory", NEMO_PYTHON, "nemo")
 
 
 def test_entry_point_adds_callbacks_only_when_asked(lightning_factory: dict) -> None:
