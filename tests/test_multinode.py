@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from orchestrator.protocol import RunLayout
 from orchestrator.run.events import PlainEvents
 from orchestrator.run.multinode import MultiNodePhase, multinode_torchrun_command
+from orchestrator.run.ports import ephemeral_low, free_port, port_for, port_range
 from orchestrator.run.process_tree import pids_alive
 from tests.conftest import (
     DEFAULT_SPEC,
@@ -30,6 +34,21 @@ def test_agent_command_joins_a_c10d_rendezvous() -> None:
     assert command[command.index("--rdzv-backend") + 1] == "c10d"
     assert command[command.index("--rdzv-endpoint") + 1] == "127.0.0.1:1234"
     assert command[command.index("--log-dir") + 1] == "/r/logs/stop/node2"
+
+
+def test_rendezvous_ports_come_from_below_the_ephemeral_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    # srun and other programs take ports of the ephemeral range unasked (bind to port 0):
+    # a rendezvous port chosen there can be gone by the time torchrun binds it.
+    ports = port_range()
+    assert ports.stop <= ephemeral_low() and len(ports) > 1000
+    chosen = free_port()
+    assert chosen in ports
+    # A port another program holds is skipped: start the search at one held here.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", chosen))
+        monkeypatch.setattr("orchestrator.run.ports.random.randrange", lambda n: ports.index(chosen))
+        assert free_port() not in (chosen, *range(ephemeral_low(), 65536))
+    assert port_for("e58e2c01a4d8463b") == port_for("e58e2c01a4d8463b") in ports
 
 
 # Reads no other test's files: it goes in the background lane (tests/background.py).

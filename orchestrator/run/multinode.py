@@ -15,21 +15,14 @@ phase is over: the remaining agents are killed, like ``srun --kill-on-bad-exit``
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from pathlib import Path
 
 from orchestrator.protocol import RunLayout
 from orchestrator.run.events import RunEvents
 from orchestrator.run.launcher import PhaseProcess, WorkerGroup
+from orchestrator.run.ports import free_port
 from orchestrator.run.process_tree import KillReport, kill_run
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the rendezvous store binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def multinode_torchrun_command(

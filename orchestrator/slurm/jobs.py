@@ -25,6 +25,7 @@ from orchestrator.protocol import PHASE_STOP, RunLayout
 from orchestrator.run.events import RunEvents
 from orchestrator.run.launcher import PhaseProcess, WorkerGroup
 from orchestrator.run.multinode import multinode_torchrun_command
+from orchestrator.run.ports import port_for
 from orchestrator.run.process_tree import KillReport, kill_run
 from orchestrator.slurm.script import PRE_TIMEOUT_FILE
 from orchestrator.slurm.steps import ENV_SLURM_JOBS, job_steps, wait_for_trigger
@@ -40,8 +41,8 @@ def slurm_jobs_requested() -> bool:
 
 
 def rdzv_port(run_id: str) -> int:
-    """A rendezvous port from the run id: runs that share a node do not collide."""
-    return 20000 + int(run_id[:8], 16) % 20000
+    """A rendezvous port from the run id, below the ephemeral range: runs that share a node do not collide."""
+    return port_for(run_id)
 
 
 def job_id_by_name(name: str) -> str | None:

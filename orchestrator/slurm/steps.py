@@ -22,7 +22,8 @@ from pathlib import Path
 from orchestrator.protocol import PHASE_STOP, RunLayout
 from orchestrator.run.events import RunEvents
 from orchestrator.run.launcher import PhaseProcess, WorkerGroup
-from orchestrator.run.multinode import free_port, multinode_torchrun_command
+from orchestrator.run.multinode import multinode_torchrun_command
+from orchestrator.run.ports import free_port
 from orchestrator.run.process_tree import KillReport, kill_run
 
 ENV_SLURM_STEPS = "STOP_AND_GO_SLURM_STEPS"
