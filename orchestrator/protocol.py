@@ -322,6 +322,10 @@ class RunLayout:
     def results_dir(self, phase: str) -> Path:
         return self.root / "results" / phase
 
+    def outlook(self, label: str) -> Path:
+        """What a stopping phase's rank 0 saw at its train start: checkpoints in later epochs ahead."""
+        return self.root / "outlook" / f"{label}.json"
+
     def go_ahead(self, label: str) -> Path:
         """The file a pre-warmed phase's workers wait for (written once the previous phase is dead)."""
         return self.root / "go_ahead" / f"{label}.json"

@@ -64,7 +64,7 @@ def test_spec_errors(tmp_path: Path, spec: str, extra: tuple[str, ...], expected
 
 
 def test_a_spec_error_found_by_the_workers_is_one_line(no_harness_run: tuple[Run, Path]) -> None:
-    # The pre-warmed go1 and go import the spec too; the run still says it once.
+    # The pre-warmed go (and go1, where the cores allow) imports the spec too; the run says it once.
     run, _ = no_harness_run
     assert run.returncode == 2, run.stderr
     assert "defines no StopAndGoHarness subclass" in one_line(run.stderr)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+from orchestrator.run.prewarm import defer_optional
 from tests.conftest import ReportedRun, Run, assert_nothing_left
 
 
@@ -87,6 +89,13 @@ def test_default_run_prewarmed_go_in_its_own_processes(default_run: Run) -> None
     assert 0 < timings["kill_to_go_first_step_s"] < 60
     assert timings["total_s"] > timings["go_s"] > 0
     assert "timings: stop" in default_run.stdout
+    # At its train start stop said that a checkpoint of a later epoch lies ahead (step 10),
+    # so go1 can run; on a machine with fewer cores than stop's, go's and go1's ranks, go1
+    # started warming only then (where it cannot run, it is never started: test_wrap).
+    outlook = default_run.run_dir / "outlook" / "stop.json"
+    assert json.loads(outlook.read_text())["later_epoch_checkpoints"] == [10]
+    if defer_optional(SimpleNamespace(nproc_per_node=2, go_nproc_per_node=None)):
+        assert all(r["started_at"] >= outlook.stat().st_mtime - 0.05 for r in go1["results"])
 
 
 def test_default_run_resumes_after_an_epoch_boundary(default_run: Run) -> None:

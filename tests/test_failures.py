@@ -19,7 +19,7 @@ from tests.conftest import (
 
 
 def test_worker_crash_before_sentinel_exits_3(tmp_path: Path) -> None:
-    # Every rank raises: one is enough (the pre-warmed go1 and go are killed with the run).
+    # Every rank raises: one is enough (the pre-warmed go is killed with the run).
     extra = ("--no-reference", "--nproc-per-node", "1")
     run = run_orchestrator(SPECS / "crash_before_sentinel.py", tmp_path / "run", *extra)
     assert run.returncode == 3, run.stderr
@@ -98,7 +98,7 @@ def _interrupt(tmp_path: Path, signum: int, *extra: str) -> tuple[int, str, Path
 
 
 def test_sigterm_to_orchestrator_exits_130_and_kills_workers(tmp_path: Path) -> None:
-    # Pre-warmed go1 and go are running too: the interrupt takes them with it.
+    # Pre-warmed phases are running too: the interrupt takes them with it.
     code, stderr, run_dir = _interrupt(tmp_path, signal.SIGTERM)
     assert code == 130, stderr
     assert "interrupted by SIGTERM" in stderr

@@ -55,8 +55,9 @@ def run_in_pty(command: list[str], timeout: float = 800) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def live_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, Path]:
+    # One resume is enough for the view (the default scenario's go1 is test_end_to_end's).
     run_dir = tmp_path_factory.mktemp("live") / "run"
-    code, output = run_in_pty(orchestrator_command(DEFAULT_SPEC, run_dir))
+    code, output = run_in_pty(orchestrator_command(DEFAULT_SPEC, run_dir, "--single-stop"))
     return code, output, run_dir
 
 
@@ -111,7 +112,7 @@ def _assert_line_based(code: int, output: str) -> None:
 
 def test_plain_output_stays_line_based_on_a_terminal(tmp_path: Path) -> None:
     # A spec error found by the workers: a short run through the whole event path (one
-    # rank, nothing pre-warmed; the piped run below has go1 and go pre-warming).
+    # rank, nothing pre-warmed; the piped run below has go pre-warming).
     extra = ("--plain", "--no-prewarm", "--nproc-per-node", "1")
     command = orchestrator_command(SPECS / "no_harness.py", tmp_path / "run", *extra)
     _assert_line_based(*run_in_pty(command, timeout=300))

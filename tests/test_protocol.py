@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
+import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from orchestrator.protocol import (
     read_results,
     write_json_atomic,
 )
+from orchestrator.run.prewarm import defer_optional, later_epoch_possible
 
 WRITES_PER_WRITER = 150
 PAYLOAD_FLOATS = 5000  # ~100 KB per document, so a torn write would be likely to show
@@ -134,3 +137,16 @@ def test_phase_plans_round_trip_and_default_by_label(tmp_path: Path) -> None:
     assert not read_phase_plan(layout, "go").stops
     with pytest.raises(ProtocolError, match="no plan for phase 'go7'"):
         read_phase_plan(layout, "go7")
+
+
+def test_an_optional_phase_warms_only_where_its_stop_says_it_can_run(tmp_path: Path) -> None:
+    layout = RunLayout(tmp_path)
+    assert later_epoch_possible(layout, "stop") is None  # stop has not reached its train start
+    for later, possible in (([], False), ([10], True), (None, True)):  # None: a schedule it could not read
+        write_json_atomic(layout.outlook("stop"), {"label": "stop", "later_epoch_checkpoints": later})
+        assert later_epoch_possible(layout, "stop") is possible
+    # go1 waits for that only where stop, go and go1 together have more ranks than cores.
+    cores = os.cpu_count() or 1
+    assert defer_optional(SimpleNamespace(nproc_per_node=cores, go_nproc_per_node=None))
+    assert not defer_optional(SimpleNamespace(nproc_per_node=1, go_nproc_per_node=None)) or cores < 3
+    assert defer_optional(SimpleNamespace(nproc_per_node=1, go_nproc_per_node=cores))

@@ -44,6 +44,7 @@ from workers.checkpoints import (
     checkpoint_saved_at,
     last_saved_step,
     last_training_step,
+    publish_outlook,
     resume_point,
     steps_per_epoch,
     validates_on_checkpoint_steps,
@@ -196,6 +197,7 @@ class RaiseAfterMetadataCallback(Callback):
                     f"choose a step in [{first}, {last_step - 1}]"
                 )
             rank_zero_info(f"stop-and-go: {self.label} will stop at step {self.kill_step}")
+        publish_outlook(trainer, self.label, first)
         if self.later_epoch and trainer.ckpt_path:
             later = resume_point(trainer, self.start_step)["later_epoch_checkpoints"]
             if not later:  # no checkpoint in a later epoch: resume the next phase from here

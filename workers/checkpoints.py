@@ -10,6 +10,7 @@ backend whose checkpoint callback is a ``ModelCheckpoint`` (NeMo's included).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -18,6 +19,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from orchestrator.protocol import ENV_RUN_DIR, RunLayout, write_json_atomic
 from workers.backends.base import IncompleteCheckpointError, TornCheckpointError
 
 _STEP_IN_NAME = re.compile(r"step=(\d+)")
@@ -179,6 +181,21 @@ def resume_point(trainer: pl.Trainer, step: int) -> dict[str, object]:
         "last_step": last_training_step(trainer),
         "later_epoch_checkpoints": [c for c in checkpoint_steps(trainer) if checkpoint_epoch(trainer, c) > epoch],
     }
+
+
+def publish_outlook(trainer: pl.Trainer, label: str, first_stop: int | None) -> None:
+    """Tells the orchestrator, at a stopping phase's train start, what lies ahead of its stop.
+
+    The default scenario's ``go1`` runs only where the stop's resume point has a checkpoint
+    in a later epoch; a stop at ``first_stop`` or after has no more of them than one at
+    ``first_stop``. Rank 0 writes them (``RunLayout.outlook``; ``None``: not known), so that
+    the orchestrator pre-warms ``go1`` only where it can run (not in a one-epoch run).
+    """
+    run_dir = os.environ.get(ENV_RUN_DIR)
+    if run_dir is None or trainer.global_rank != 0:
+        return
+    later = resume_point(trainer, first_stop)["later_epoch_checkpoints"] if first_stop is not None else None
+    write_json_atomic(RunLayout(run_dir).outlook(label), {"label": label, "later_epoch_checkpoints": later})
 
 
 class UnloadableCheckpointError(RuntimeError):

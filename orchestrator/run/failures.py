@@ -1,12 +1,20 @@
-"""How a run ends early: the exceptions the runner raises, and a failed worker's last error."""
+"""How a run ends early: the exceptions the runner raises, a failed worker's last error, and
+the stacks of a hung phase."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
+import time
 from pathlib import Path
 
 from orchestrator.exit_codes import ExitCode
+from orchestrator.protocol import RunLayout, read_results
+
+# How long a hung worker gets to write its stacks after SIGUSR1.
+STACK_DUMP_WAIT_S = 1.0
 
 
 class RunFailed(Exception):
@@ -40,3 +48,17 @@ def last_worker_error(log: Path) -> str | None:
         if match:
             return f"rank {match.group(1)}: {match.group(2).strip()}"
     return None
+
+
+def dump_stacks(layout: RunLayout, label: str) -> list[str]:
+    """Asks every worker of ``label`` for its Python stacks (SIGUSR1, see workers.entry); the files."""
+    results = read_results(layout, label)
+    for result in results.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(result.pid, signal.SIGUSR1)
+    time.sleep(STACK_DUMP_WAIT_S)
+    return [
+        str(layout.stacks(label, rank))
+        for rank in sorted(results)
+        if layout.stacks(label, rank).is_file() and layout.stacks(label, rank).stat().st_size > 0
+    ]

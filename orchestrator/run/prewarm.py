@@ -19,7 +19,7 @@ import signal
 import time
 from typing import Any
 
-from orchestrator.protocol import RunLayout, read_results, write_json_atomic
+from orchestrator.protocol import RunLayout, read_json, read_results, write_json_atomic
 from orchestrator.run.launcher import Launcher, PhaseHandle
 
 
@@ -55,7 +55,8 @@ def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozens
 
     An ``optional`` successor (one the runner may drop once the current phase has told it
     enough, like the default scenario's ``go1``) warms together with the phase after it,
-    so that whichever runs next is warm.
+    so that whichever runs next is warm (on a small machine the runner starts the optional
+    one only once ``later_epoch_possible`` says that it can run at all).
     """
     following: dict[str, list[str]] = {}
     for i, label in enumerate(labels[:-1]):
@@ -64,6 +65,32 @@ def next_labels(labels: list[str], optional: set[str] | frozenset[str] = frozens
             nxt.append(labels[i + 2])
         following[label] = nxt
     return following
+
+
+def defer_optional(options: Any) -> bool:
+    """Whether an optional phase (``go1``) warms only once it is known to run at all.
+
+    Where the cores are fewer than the ranks of the three phases that would import at
+    once (stop, go and go1), warming a go1 that a one-epoch run never needs slows stop and
+    go down; with cores to spare it warms from stop's launch, so that it is warm in time.
+    """
+    ranks = max(options.nproc_per_node, options.go_nproc_per_node or 0)
+    return (os.cpu_count() or 1) < 3 * ranks
+
+
+def later_epoch_possible(layout: RunLayout, label: str) -> bool | None:
+    """Whether ``label`` can stop with a checkpoint of a later epoch ahead (None: not told yet).
+
+    Its rank 0 writes ``RunLayout.outlook`` at its train start (``workers.checkpoints``);
+    a schedule it could not read counts as possible. Where there is none (a run of one
+    epoch), the default scenario's ``go1`` never runs: warming it would only load the
+    machine while stop runs (on a GPU node: one more set of ranks importing NeMo).
+    """
+    data = read_json(layout.outlook(label))
+    if data is None:
+        return None
+    later = data.get("later_epoch_checkpoints")
+    return later is None or bool(later)
 
 
 # The outcomes of pre-warmed phases killed before their go-ahead: they trained nothing.

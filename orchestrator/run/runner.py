@@ -11,9 +11,7 @@ process of the run is killed and confirmed dead before the run returns.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,7 +33,7 @@ from orchestrator.protocol import (
     write_json_atomic,
 )
 from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_SKIPPED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
-from orchestrator.run.failures import Interrupted, RunFailed, last_worker_error
+from orchestrator.run.failures import Interrupted, RunFailed, dump_stacks, last_worker_error
 from orchestrator.run.gpu import wait_for_gpu_release
 from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
 from orchestrator.run.multinode import MultiNodeLauncher
@@ -43,9 +41,11 @@ from orchestrator.run.options import RunOptions
 from orchestrator.run.prewarm import (
     NOT_NEEDED,
     can_prewarm,
+    defer_optional,
     give_go_ahead,
     kill_unreleased,
     kill_warm,
+    later_epoch_possible,
     next_labels,
     reference_room,
 )
@@ -54,8 +54,6 @@ from orchestrator.run.reference import shared_reference
 from orchestrator.run.timings import reference_placement, run_timings
 
 POLL_INTERVAL_S = 0.05
-# How long a hung worker gets to write its stacks after SIGUSR1.
-STACK_DUMP_WAIT_S = 1.0
 # How long killed CUDA processes may keep GPU memory before the next phase gives up.
 GPU_RELEASE_TIMEOUT_S = 60.0
 
@@ -110,9 +108,12 @@ class Orchestrator:
         self.events = events
         self.active: PhaseHandle | None = None
         self.active_record: PhaseRecord | None = None
-        # Pre-warmed phases by label, waiting for their go-ahead; and who warms during whom.
+        # Pre-warmed phases by label, waiting for their go-ahead; and who warms during whom
+        # (on a small machine optional phases, go1, once the phase before says they can run).
         self.warm: dict[str, tuple[PhaseHandle, PhaseRecord]] = {}
         self.warms_next: dict[str, list[str]] = {}
+        self.optional: set[str] = set()
+        self.deferred: dict[str, list[str]] = {}
         self.prewarm = can_prewarm(self.launcher, options.prewarm)
         self.concurrent = False  # the reference runs alongside stop and go (prewarm.reference_room)
         # time.time() when the last stopping phase was confirmed dead.
@@ -138,6 +139,7 @@ class Orchestrator:
                 self.warm[PHASE_CONTINUOUS] = self._start(PHASE_CONTINUOUS)
             optional = {p.label for p in plans if p.stop_in_later_epoch}
             self.warms_next = next_labels(labels, optional) if self.prewarm else {}
+            self.optional = optional if defer_optional(self.options) else set()
             for plan in list(plans[:-1]):
                 if plan.stop_in_later_epoch and not self._later_epoch_checkpoint():
                     plans.remove(plan)
@@ -204,9 +206,19 @@ class Orchestrator:
         self.active, self.active_record = proc, record
         self.outcome.phases.append(record)
         for following in self.warms_next.get(phase, []):
-            if following not in self.warm and (following in self.plans or following == PHASE_CONTINUOUS):
+            if following in self.optional:
+                self.deferred.setdefault(phase, []).append(following)
+            elif following not in self.warm and (following in self.plans or following == PHASE_CONTINUOUS):
                 self.warm[following] = self._start(following, prewarmed=True)
         return proc, record
+
+    def _warm_deferred(self, label: str) -> None:
+        """Pre-warms the optional phases after ``label`` once its workers say they can run."""
+        possible = later_epoch_possible(self.layout, label) if label in self.deferred else None
+        if possible is not None:
+            for following in self.deferred.pop(label):
+                if possible and following not in self.warm and following in self.plans:
+                    self.warm[following] = self._start(following, prewarmed=True)
 
     def _later_epoch_checkpoint(self) -> bool:
         """Whether the last stop's resume point lists a checkpoint in a later epoch (unknown: yes)."""
@@ -271,7 +283,8 @@ class Orchestrator:
         """Dumps stacks, kills the phase and ends the run with TIMEOUT once past --timeout."""
         if time.monotonic() - proc.started <= self.options.timeout_s:
             return
-        dumps = self._dump_stacks(proc.phase)
+        dumps = dump_stacks(self.layout, proc.phase)
+        self.outcome.stack_dumps.extend(dumps)
         self._kill_active("timeout")
         where = f"; stacks in {Path(dumps[0]).parent}" if dumps else ""
         raise RunFailed(
@@ -279,26 +292,12 @@ class Orchestrator:
             f"{proc.phase} phase {what} within {self.options.timeout_s:g}s; workers killed (log: {record.log}{where})",
         )
 
-    def _dump_stacks(self, label: str) -> list[str]:
-        """Asks every worker of ``label`` for its Python stacks (SIGUSR1, see workers.entry)."""
-        results = read_results(self.layout, label)
-        for result in results.values():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(result.pid, signal.SIGUSR1)
-        time.sleep(STACK_DUMP_WAIT_S)
-        dumps = [
-            str(self.layout.stacks(label, rank))
-            for rank in sorted(results)
-            if self.layout.stacks(label, rank).is_file() and self.layout.stacks(label, rank).stat().st_size > 0
-        ]
-        self.outcome.stack_dumps.extend(dumps)
-        return dumps
-
     def _wait_for_stop(self, proc: PhaseHandle, record: PhaseRecord, plan: PhasePlan) -> dict[str, Any]:
         """Polls until the phase's trigger file appears: the sentinel, or the save marker."""
         trigger = self.layout.saving_marker if plan.kill_during_save else self.layout.sentinel
         what = "reached no half-written save" if plan.kill_during_save else "wrote no sentinel"
         while True:
+            self._warm_deferred(plan.label)
             data = read_json(trigger)
             if data is not None:
                 return data
