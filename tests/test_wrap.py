@@ -14,10 +14,12 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from orchestrator.run.prewarm import defer_optional
 from tests.conftest import REPO, Run, assert_nothing_left, background_fixture, background_orchestrator_run
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -43,8 +45,9 @@ def wrap_command(*argv: str) -> Callable[[Path], list[str]]:
 
 # These runs read no other test's files: they go in the background lane (tests/background.py)
 # and the tests below judge them. Resumes by itself from checkpoints/last.ckpt: no --go-args.
+# On two ranks: one run for these tests and the two-rank one (one epoch of 8 steps per rank).
 stateful_run = background_orchestrator_run(
-    "stateful_run", wrap_command("--nproc-per-node", "1", "--", str(PLAIN), "--max-steps", "8", "--every", "3")
+    "stateful_run", wrap_command("--nproc-per-node", "2", "--", str(PLAIN), "--max-steps", "8", "--every", "3")
 )
 
 
@@ -56,6 +59,13 @@ def test_stateful_loader_script_verifies(stateful_run: Run) -> None:
     checked = {c["metric"] for c in report["verdict"]["resume_checks"]}
     assert {"weights_digest", "optimizer_state_digest", "lr_scheduler_state", "epoch", "learning_rates"} <= checked
     assert report["verdict"]["go_vs_reference"]["steps"] == list(range(4, 9))
+    # One epoch: stop's train start said no later-epoch checkpoint lies ahead, so the default
+    # scenario's go1 never runs; with fewer cores than ranks to warm it, it never started.
+    outlook = json.loads((stateful_run.run_dir / "outlook" / "stop.json").read_text())
+    assert outlook["later_epoch_checkpoints"] == []
+    if defer_optional(SimpleNamespace(nproc_per_node=2, go_nproc_per_node=None)):
+        assert not (stateful_run.run_dir / "logs" / "go1.log").exists()
+        assert not (stateful_run.run_dir / "results" / "go1").exists()
     assert_nothing_left(stateful_run.run_dir)
 
 
@@ -77,16 +87,9 @@ def test_every_logged_metric_and_batch_is_recorded(stateful_run: Run) -> None:
     assert not any(name.startswith("rng_") for name in metrics)  # Lightning saves no RNG: --check-rng
 
 
-two_ranks_run = background_orchestrator_run(
-    "two_ranks_run", wrap_command("--nproc-per-node", "2", "--", str(PLAIN), "--max-steps", "6", "--every", "3")
-)
-
-
-def test_stateful_loader_script_verifies_on_two_ranks(two_ranks_run: Run) -> None:
-    run = two_ranks_run
-    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
-    assert {c["rank"] for c in run.report["verdict"]["resume_checks"]} == {0, 1}
-    assert_nothing_left(run.run_dir)
+def test_stateful_loader_script_verifies_on_two_ranks(stateful_run: Run) -> None:
+    assert stateful_run.returncode == 0, stateful_run.stderr + stateful_run.stdout[-3000:]
+    assert {c["rank"] for c in stateful_run.report["verdict"]["resume_checks"]} == {0, 1}
 
 
 # --nnodes 2: two agents joined by a c10d rendezvous, one rank each, as on two nodes.
