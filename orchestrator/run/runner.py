@@ -112,8 +112,8 @@ class Orchestrator:
         # (on a small machine optional phases, go1, once the phase before says they can run).
         self.warm: dict[str, tuple[PhaseHandle, PhaseRecord]] = {}
         self.warms_next: dict[str, list[str]] = {}
-        self.optional: set[str] = set()
-        self.deferred: dict[str, list[str]] = {}
+        self.warm_when_told: set[str] = set()  # optional phases whose warm waits (defer_optional)
+        self.deferred: dict[str, list[str]] = {}  # ... by the phase whose workers will tell
         self.prewarm = can_prewarm(self.launcher, options.prewarm)
         self.concurrent = False  # the reference runs alongside stop and go (prewarm.reference_room)
         # time.time() when the last stopping phase was confirmed dead.
@@ -139,7 +139,7 @@ class Orchestrator:
                 self.warm[PHASE_CONTINUOUS] = self._start(PHASE_CONTINUOUS)
             optional = {p.label for p in plans if p.stop_in_later_epoch}
             self.warms_next = next_labels(labels, optional) if self.prewarm else {}
-            self.optional = optional if defer_optional(self.options) else set()
+            self.warm_when_told = optional if defer_optional(self.options) else set()
             for plan in list(plans[:-1]):
                 if plan.stop_in_later_epoch and not self._later_epoch_checkpoint():
                     plans.remove(plan)
@@ -206,7 +206,7 @@ class Orchestrator:
         self.active, self.active_record = proc, record
         self.outcome.phases.append(record)
         for following in self.warms_next.get(phase, []):
-            if following in self.optional:
+            if following in self.warm_when_told:
                 self.deferred.setdefault(phase, []).append(following)
             elif following not in self.warm and (following in self.plans or following == PHASE_CONTINUOUS):
                 self.warm[following] = self._start(following, prewarmed=True)
