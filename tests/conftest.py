@@ -196,6 +196,11 @@ def background_orchestrator_run(
     return background_fixture(name, command, as_run, timeout, idle=idle)
 
 
+def background_spec_run(name: str, spec: Path | str, *extra: str, timeout: float = 300, idle: bool = False) -> Any:
+    """:func:`background_orchestrator_run` of ``python -m orchestrator SPEC`` with ``extra`` options."""
+    return background_orchestrator_run(name, lambda out: orchestrator_command(spec, out / "run", *extra), timeout, idle)
+
+
 # Session-wide runs: each serves the assertions of several test files, so that the suite
 # pays for one launch of each (issue 15: the suite is CPU-bound on the workers' imports).
 

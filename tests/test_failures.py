@@ -12,7 +12,7 @@ from tests.conftest import (
     SPECS,
     Run,
     assert_nothing_left,
-    background_orchestrator_run,
+    background_spec_run,
     orchestrator_command,
     run_orchestrator,
 )
@@ -46,13 +46,8 @@ def test_worker_crash_after_resume_exits_4(tmp_path: Path) -> None:
 # busy machine; only stop's ranks import meanwhile (--no-prewarm, --no-reference). It mostly
 # waits, so it runs in the background lane (tests/background.py) beside the other tests.
 HANG_TIMEOUT_S = 40
-hanging_rank_run = background_orchestrator_run(
-    "hanging_rank_run",
-    lambda out: orchestrator_command(
-        SPECS / "hang_one_rank.py", out / "run", "--timeout", str(HANG_TIMEOUT_S), "--no-prewarm", "--no-reference"
-    ),
-    idle=True,
-)
+HANG_ARGS = ("--timeout", str(HANG_TIMEOUT_S), "--no-prewarm", "--no-reference")
+hanging_rank_run = background_spec_run("hanging_rank_run", SPECS / "hang_one_rank.py", *HANG_ARGS, idle=True)
 
 
 def test_hanging_rank_times_out_with_5(hanging_rank_run: Run) -> None:

@@ -21,8 +21,7 @@ from tests.conftest import (
     DEFAULT_SPEC,
     Run,
     assert_nothing_left,
-    background_orchestrator_run,
-    orchestrator_command,
+    background_spec_run,
 )
 
 
@@ -52,11 +51,8 @@ def test_rendezvous_ports_come_from_below_the_ephemeral_range(monkeypatch: pytes
 
 
 # Reads no other test's files: it goes in the background lane (tests/background.py).
-two_nodes_run = background_orchestrator_run(
-    "two_nodes_run",
-    lambda out: orchestrator_command(
-        DEFAULT_SPEC, out / "run", "--nnodes", "2", "--nproc-per-node", "1", "--quiet", "--single-stop"
-    ),
+two_nodes_run = background_spec_run(
+    "two_nodes_run", DEFAULT_SPEC, "--nnodes", "2", "--nproc-per-node", "1", "--quiet", "--single-stop"
 )
 
 

@@ -14,7 +14,7 @@ from tests.conftest import (
     DEFAULT_SPEC,
     SPECS,
     Run,
-    background_orchestrator_run,
+    background_spec_run,
     one_line,
     orchestrator_command,
     run_orchestrator,
@@ -47,11 +47,8 @@ def test_unknown_harness_name_fails_before_any_launch(tmp_path: Path) -> None:
 
 # Only stop runs (--no-prewarm), on one rank: the check is at its train start. A one-rank
 # run that reads nothing else: in the background lane (tests/background.py).
-kill_at_past_run = background_orchestrator_run(
-    "kill_at_past_run",
-    lambda out: orchestrator_command(
-        DEFAULT_SPEC, out / "run", "--kill-at", "10000", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
-    ),
+kill_at_past_run = background_spec_run(
+    "kill_at_past_run", DEFAULT_SPEC, "--kill-at", "10000", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
 )
 
 
@@ -113,11 +110,8 @@ def test_epoch_end_checkpoints_are_stopped_at_and_lightnings_epoch_count_is_caug
     assert "cause: the resumed sampler shuffles the next epoch's permutation" in run.stdout
 
 
-numpy_checkpoint_run = background_orchestrator_run(
-    "numpy_checkpoint_run",
-    lambda out: orchestrator_command(
-        SPECS / "numpy_in_checkpoint.py", out / "run", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
-    ),
+numpy_checkpoint_run = background_spec_run(
+    "numpy_checkpoint_run", SPECS / "numpy_in_checkpoint.py", "--no-reference", "--no-prewarm", "--nproc-per-node", "1"
 )
 
 

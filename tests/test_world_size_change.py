@@ -20,8 +20,8 @@ from tests.conftest import (
     SPECS,
     Run,
     assert_nothing_left,
-    background_orchestrator_run,
     background_run,
+    background_spec_run,
     one_line,
     orchestrator_command,
 )
@@ -72,11 +72,8 @@ def test_elastic_spec_resumes_on_another_world_size(elastic_run: tuple[Run, int,
 
 
 # Refused at stop's train start; no phase warms meanwhile (--no-prewarm).
-unsupported_run = background_orchestrator_run(
-    "unsupported_run",
-    lambda out: orchestrator_command(
-        DEFAULT_SPEC, out / "run", "--go-nproc-per-node", "1", "--no-reference", "--no-prewarm", "--quiet"
-    ),
+unsupported_run = background_spec_run(
+    "unsupported_run", DEFAULT_SPEC, "--go-nproc-per-node", "1", "--no-reference", "--no-prewarm", "--quiet"
 )
 
 
@@ -87,11 +84,8 @@ def test_a_spec_without_support_is_refused(unsupported_run: Run) -> None:
     assert_nothing_left(run.run_dir)
 
 
-per_rank_batch_run = background_orchestrator_run(
-    "per_rank_batch_run",
-    lambda out: orchestrator_command(
-        SPECS / "elastic_per_rank_batch.py", out / "run", "--go-nproc-per-node", "1", "--single-stop", "--quiet"
-    ),
+per_rank_batch_run = background_spec_run(
+    "per_rank_batch_run", SPECS / "elastic_per_rank_batch.py", "--go-nproc-per-node", "1", "--single-stop", "--quiet"
 )
 
 
