@@ -49,9 +49,10 @@ from workers.checkpoints import (
     steps_per_epoch,
     validates_on_checkpoint_steps,
 )
+from workers.fingerprint import sampled
 from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
-from workers.state_dump import dump_state
+from workers.state_record import StateRecorder, state_groups
 
 
 class StopAndGoException(Exception):
@@ -374,7 +375,9 @@ class MetricsTrajectoryCallback(Callback):
     Each entry is ``{"step": global_step, "metrics": {...}}`` with the metric functions'
     values plus ``train_loss`` (the step's loss), ``val_loss`` at validation steps and the
     step's batch facts (``workers.ledger.BatchRecorder``); every batch also goes to the
-    sample ledger, flushed with the trajectory.
+    sample ledger, flushed with the trajectory. State digests and norms are taken at the
+    sampled depth (``workers.fingerprint``), and the same samples of every state tensor are
+    appended to the rank's state record (``workers.state_record``).
     The trajectory is flushed atomically at every checkpoint save (complete steps only),
     validation end, train end and on an exception; in a stopping run it is flushed
     before the sentinel is written.
@@ -389,6 +392,7 @@ class MetricsTrajectoryCallback(Callback):
         self.entries: list[dict[str, Any]] = []
         # Every batch trained, for the exactly-once ledger and the per-step batch facts.
         self.batches = BatchRecorder(metadata_path, phase)
+        self.states: StateRecorder | None = None  # made at the first step, when the rank is known
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -401,13 +405,18 @@ class MetricsTrajectoryCallback(Callback):
         step = trainer.global_step
         if self.entries and self.entries[-1]["step"] == step:
             return  # a gradient-accumulation micro-batch: no optimizer step yet
-        metrics = collect_metrics(self.metrics_getter, trainer, pl_module)
+        # Sampled depth: a bounded set of each tensor's elements, gathered once on the device
+        # for the digests, the norms and the state record (for the per-tensor state check).
+        with sampled():
+            metrics = collect_metrics(self.metrics_getter, trainer, pl_module)
+            if self.states is None:
+                self.states = StateRecorder(self.metadata_path, self.phase, trainer.global_rank)
+            self.states.record(step, state_groups(pl_module, trainer.optimizers))
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if loss is not None:
             metrics["train_loss"] = to_jsonable(loss)
         metrics.update(self.batches.step_facts(trainer, batch_idx))
         self.entries.append({"step": step, "metrics": metrics})
-        dump_state(self.metadata_path, self.phase, trainer, pl_module)  # for the per-tensor state check
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:

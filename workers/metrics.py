@@ -12,7 +12,10 @@ every rank, at the resume point and after every step:
 - ``weights_digest``/``weights_norm`` (parameters), ``buffers_digest``/``buffers_norm``
   (buffers such as EMA weights or BatchNorm statistics), ``optimizer_state_digest``/
   ``optimizer_state_norm`` (per-parameter moments): a digest proves equality, the norm
-  says how far apart two states are when the digests differ;
+  says how far apart two states are when the digests differ. Both are computed on the
+  tensors' device (``workers.fingerprint``): over every byte where a checkpoint is saved
+  and where a run resumes, over a fixed sample of each tensor's elements after every
+  step (all of a small tensor's), so a step's cost does not grow with the model;
 - ``rng_python``, ``rng_numpy``, ``rng_torch`` and, where CUDA is present, ``rng_cuda``:
   digests of the global random generators' states;
 - ``grad_scaler_scale``: the AMP grad scaler's scale (``None`` without a scaler).
@@ -26,20 +29,20 @@ resume point.
 from __future__ import annotations
 
 import hashlib
-import math
 import pickle
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from workers.fingerprint import DIGEST_CHARS, exact_digest, tensor_digest, tensor_norm
+from workers.state_record import optimizer_state
+
 MetricsFn = Callable[[pl.Trainer, pl.LightningModule], Any]
 """A metrics producing function: ``fn(trainer, module) -> value``."""
-
-DIGEST_CHARS = 16
 
 
 class MetricsDict(TypedDict):
@@ -59,35 +62,9 @@ def get_learning_rate(trainer: pl.Trainer, model: pl.LightningModule) -> Any:
     return trainer.optimizers[0].param_groups[0]["lr"]
 
 
-# -- digests ----------------------------------------------------------------------------
-
-
-def tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
-    """A short sha256 of the tensors' dtypes, shapes and bytes: equal only when bit-identical."""
-    hasher = hashlib.sha256()
-    for tensor in tensors:
-        tensor = tensor.detach().cpu().contiguous()
-        hasher.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-        # A byte view works for every dtype, bfloat16 included (numpy has none).
-        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return hasher.hexdigest()[:DIGEST_CHARS]
-
-
-def tensor_norm(tensors: Iterable[torch.Tensor]) -> float:
-    """The L2 norm of all the tensors' floating-point values together (0.0 for none)."""
-    total = 0.0
-    for tensor in tensors:
-        if tensor.is_floating_point():
-            total += float(tensor.detach().double().pow(2).sum())
-    return math.sqrt(total)
-
-
-def bytes_digest(data: bytes) -> str:
-    """A short sha256 of raw bytes."""
-    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
-
-
 # -- model and optimizer state ------------------------------------------------------------
+# Digests and norms come from ``workers.fingerprint``: computed on the tensors' device, every
+# byte at a checkpoint or resume, a bounded sample of each tensor after every step.
 
 
 def get_weights_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
@@ -111,16 +88,8 @@ def get_buffers_norm(trainer: pl.Trainer, module: pl.LightningModule) -> float:
 
 
 def _optimizer_state_tensors(trainer: pl.Trainer) -> list[torch.Tensor]:
-    # In parameter order (the order a checkpoint stores), each state's keys sorted.
-    tensors = []
-    for optimizer in trainer.optimizers:
-        for group in optimizer.param_groups:
-            for param in group["params"]:
-                state = optimizer.state.get(param, {})
-                for key in sorted(state):
-                    value = state[key]
-                    tensors.append(value if isinstance(value, torch.Tensor) else torch.tensor(float(value)))
-    return tensors
+    # The tensors of ``workers.state_record``'s optimizer group, in the same order.
+    return [tensor for _, tensor in optimizer_state(trainer.optimizers)]
 
 
 def get_optimizer_state_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
@@ -177,6 +146,11 @@ def get_lr_scheduler_state(trainer: pl.Trainer, module: pl.LightningModule) -> l
 # -- random number generators ---------------------------------------------------------------
 
 
+def bytes_digest(data: bytes) -> str:
+    """A short sha256 of raw bytes."""
+    return hashlib.sha256(data).hexdigest()[:DIGEST_CHARS]
+
+
 def get_rng_python(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     """A digest of Python's ``random`` state."""
     return bytes_digest(pickle.dumps(random.getstate()))
@@ -190,12 +164,12 @@ def get_rng_numpy(trainer: pl.Trainer, module: pl.LightningModule) -> str:
 
 def get_rng_torch(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     """A digest of torch's CPU generator state."""
-    return tensor_digest([torch.get_rng_state()])
+    return exact_digest([torch.get_rng_state()])
 
 
 def get_rng_cuda(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     """A digest of every CUDA device's generator state."""
-    return tensor_digest(torch.cuda.get_rng_state_all())
+    return exact_digest(torch.cuda.get_rng_state_all())
 
 
 def get_grad_scaler_scale(trainer: pl.Trainer, module: pl.LightningModule) -> float | None:

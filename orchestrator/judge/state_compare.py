@@ -3,45 +3,33 @@
 The ``*_digest`` metrics prove bit equality. Bit equality is the wrong judge where a
 reduction's summation order may change with the process (gloo all-reduce at 3 ranks sums
 in an order that depends on DDP's bucket layout, which differs between a fresh and a
-resumed process): every norm and loss matches, the digests do not. So the workers also
-dump the state tensors of every step (``workers.state_dump``, capped by size) and a digest
-that differs is re-judged here per tensor: ``max |go - reference|`` against
+resumed process; GPU kernels that are not bit-reproducible): every norm and loss matches,
+the digests do not. So the workers also record, after every step, the elements of each
+state tensor that the step's digests covered (``orchestrator.state_samples``, written by
+``workers.state_record``: a bounded sample of each tensor, all of a small one), and a
+digest that differs is re-judged here per tensor: ``max |go - reference|`` against
 ``atol + rtol * max |reference|``. Within it: a note, not a failure; beyond it: a failure
 naming the tensor, the rank, the step and the size of the difference. ``--bitwise`` keeps
 the strict digest verdict.
 
-Torch-free (numpy only): the orchestrator imports this module; the workers use its paths.
+Torch-free (numpy only): the orchestrator imports this module.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from orchestrator.judge.compare import Tolerances
+from orchestrator.state_samples import read_samples
 
-# Digest metric -> the prefix of its tensors' names in a dump.
+# Digest metric -> the prefix of its tensors' names in a state record.
 STATE_DIGESTS = {"weights_digest": "weights/", "buffers_digest": "buffers/", "optimizer_state_digest": "optimizer/"}
 # Tensor-scale tolerance: float32 reductions in another order differ by a few ulps
 # (eps 1.2e-7) per step, which Adam's normalisation can amplify for near-zero moments.
 STATE_RTOL = 1e-4
 STATE_ATOL = 1e-7
-# Dumps larger than this (bytes per rank and step) are skipped: big models keep --bitwise.
-ENV_STATE_DUMP_BYTES = "STOP_AND_GO_STATE_DUMP_BYTES"
-DEFAULT_STATE_DUMP_BYTES = 4 << 20
-
-
-def state_dump_path(metadata_dir: str | os.PathLike[str], phase: str, rank: int, step: int) -> Path:
-    """Where a rank's state tensors after ``step`` of ``phase`` are dumped (``.npz``)."""
-    return Path(metadata_dir) / "state" / phase / f"rank{rank}" / f"step{step}.npz"
-
-
-def state_dump_limit() -> int:
-    """The dump size cap in bytes (``STOP_AND_GO_STATE_DUMP_BYTES``; 0 turns dumps off)."""
-    raw = os.environ.get(ENV_STATE_DUMP_BYTES)
-    return int(raw) if raw else DEFAULT_STATE_DUMP_BYTES
 
 
 @dataclass
@@ -85,18 +73,6 @@ def _tolerance(metric: str, tolerances: Tolerances | None) -> tuple[float, float
     return STATE_RTOL, STATE_ATOL
 
 
-def _load(path: Path, prefix: str) -> dict[str, Any] | None:
-    import numpy as np
-
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as data:
-            return {name: data[name] for name in data.files if name.startswith(prefix)}
-    except (OSError, ValueError):
-        return None
-
-
 def compare_state(
     reference_dir: str | os.PathLike[str],
     candidate_dir: str | os.PathLike[str],
@@ -107,7 +83,7 @@ def compare_state(
     steps: list[int],
     tolerances: Tolerances | None = None,
 ) -> StateDifference | None:
-    """The worst tensor difference of ``metric`` over ``steps`` (None: no dumps to judge by).
+    """The worst tensor difference of ``metric`` over ``steps`` (None: no samples to judge by).
 
     A tensor missing on one side, or of another shape, is a difference beyond tolerance.
     """
@@ -117,11 +93,13 @@ def compare_state(
     rtol, atol = _tolerance(metric, tolerances)
     worst: StateDifference | None = None
     judged = False
+    references = read_samples(reference_dir, reference_phase, rank, set(steps))
+    candidates = read_samples(candidate_dir, candidate_phase, rank, set(steps))
     for step in steps:
-        ref = _load(state_dump_path(reference_dir, reference_phase, rank, step), prefix)
-        cand = _load(state_dump_path(candidate_dir, candidate_phase, rank, step), prefix)
-        if ref is None or cand is None:
+        if step not in references or step not in candidates:
             continue
+        ref = {name: v for name, v in references[step].items() if name.startswith(prefix)}
+        cand = {name: v for name, v in candidates[step].items() if name.startswith(prefix)}
         judged = True
         for name in sorted(set(ref) | set(cand)):
             short = name[len(prefix) :]
@@ -168,7 +146,7 @@ def rejudge_state_digests(
     """Re-judges a ``TrajectoryComparison``'s state-digest divergences per tensor.
 
     Those within tolerance are removed from ``comparison.divergences``; returns them and
-    the ones beyond it (digests without dumps stay bitwise divergences, in neither list).
+    the ones beyond it (digests without samples stay bitwise divergences, in neither list).
     """
     within: list[StateDifference] = []
     beyond: list[StateDifference] = []

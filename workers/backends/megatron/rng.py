@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
+from workers.fingerprint import exact_digest
 from workers.kit.rng import rng_states, set_rng_states
-from workers.metrics import tensor_digest
 
 
 def rank_seed(seed: int) -> int:
@@ -58,4 +58,4 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 def get_rng_tracker_digest(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     """Metric: a digest of this rank's megatron RNG tracker states (every named state)."""
     states = tracker_states()
-    return tensor_digest(states[name] for name in sorted(states))
+    return exact_digest(states[name] for name in sorted(states))
