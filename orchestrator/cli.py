@@ -22,6 +22,8 @@ from orchestrator.exit_codes import ExitCode
 from orchestrator.judge.compare import ENV_TOLERANCES
 from orchestrator.protocol import RunLayout, write_json_atomic
 from orchestrator.report.files import output_path_problem, write_report_files
+from orchestrator.report.phase_names import ExplainingEvents, meaning_note, phase_meanings
+from orchestrator.report.readable import cut_long_values
 from orchestrator.report.summary import human_summary, report_dict
 from orchestrator.run.arguments import KILL_SIGNALS, build_parser, kill_at_plan
 from orchestrator.run.events import PlainEvents
@@ -223,7 +225,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
 
         live = LiveEvents(out, run_dir, args.spec.name)
     # Workers' output goes to the run dir's logs; -v streams it, --quiet also hides tracebacks.
-    events = live or PlainEvents(out, echo_workers=args.verbose, show_errors=not args.quiet)
+    meanings = phase_meanings(options.plans())
+    # The plain lines say what go1 ... is the first time they name it (the live view: its summary).
+    events = live or ExplainingEvents(PlainEvents(out, echo_workers=args.verbose, show_errors=not args.quiet), meanings)
     orchestrator = Orchestrator(options, events, launcher=slurm_launcher(options.workers()))
     previous = _install_signal_handlers(orchestrator)
     try:
@@ -249,8 +253,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         out.flush()
         for line in write_errors:
             print(f"error: {line}", file=sys.stderr)
-        if outcome.code != ExitCode.VERIFIED:
-            print(f"error: {outcome.message}", file=sys.stderr)
+        if outcome.code != ExitCode.VERIFIED:  # report.json keeps the message whole
+            message = cut_long_values(outcome.message)
+            print(f"error: {message}{meaning_note(message, meanings)}", file=sys.stderr)
         return int(outcome.code)
     except Interrupted as interrupted:
         # A signal between phases' bookkeeping; run() already killed what it started.

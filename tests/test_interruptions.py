@@ -1,18 +1,12 @@
-"""Real interruptions: a kill between checkpoints, SIGTERM, a kill mid-save, several cycles,
-and an orchestrator that is itself SIGKILLed."""
+"""Real interruptions: a kill between checkpoints, SIGTERM, a kill mid-save, several cycles
+(an orchestrator that is itself SIGKILLed: tests/test_orphans.py)."""
 
 from __future__ import annotations
 
 import itertools
-import json
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import psutil
-
-from tests.conftest import DEFAULT_SPEC, REPO, SPECS, assert_nothing_left, orchestrator_command, run_orchestrator
+from tests.conftest import DEFAULT_SPEC, assert_nothing_left, run_orchestrator
 
 # These default-spec runs judge against the default run's reference (default_reference):
 # the continuous run does not depend on where a run stops.
@@ -81,42 +75,3 @@ def test_kill_during_save_resumes_from_the_newest_complete_checkpoint(
     assert "skipping a checkpoint that cannot be resumed from" in go_log
     assert "last.ckpt is torn" in go_log
     assert_nothing_left(run.run_dir)
-
-
-def test_sigkilled_orchestrator_takes_its_workers_with_it(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        orchestrator_command(SPECS / "hang_one_rank.py", run_dir, "--timeout", "120", "--quiet"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while len(list(run_dir.glob("results/stop/rank*.json"))) < 2:
-            assert time.monotonic() < deadline, "stop workers never started"
-            time.sleep(0.1)
-        run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
-        worker_pids = [json.loads(p.read_text())["pid"] for p in run_dir.glob("results/stop/rank*.json")]
-        assert all(psutil.pid_exists(pid) for pid in worker_pids)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        proc.kill()
-    deadline = time.monotonic() + 20
-    survivors = _run_processes(run_id)
-    while survivors and time.monotonic() < deadline:
-        time.sleep(0.2)
-        survivors = _run_processes(run_id)
-    assert survivors == []
-
-
-def _run_processes(run_id: str) -> list[int]:
-    alive = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("STOP_AND_GO_RUN_ID") == run_id and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc.pid)
-        except psutil.Error:
-            continue
-    return alive

@@ -72,6 +72,11 @@ def test_a_crash_in_go1_is_a_go_failure(tmp_path: Path) -> None:
     run = run_orchestrator(SPECS / "crash_in_go.py", tmp_path / "run", "--no-reference")
     assert run.returncode == 4, run.stderr
     assert "go1 phase failed" in run.stderr and "injected crash at step 5" in run.stderr
+    # A newcomer meets go1 here first: the error, the first event and the summary say what it is.
+    meaning = "the first resumed phase, stopped again at a later epoch"
+    assert run.stderr.rstrip().endswith(f"(go1: {meaning})"), run.stderr
+    assert f"[orchestrator] go1 ({meaning}): " in run.stdout and f"go1 = {meaning}" in run.stdout
+    assert run.stdout.count(meaning) == 2 and run.report["phase_meanings"] == {"go1": meaning}
     outcomes = {p["name"]: p["outcome"] for p in run.report["phases"]}
     assert outcomes["go1"] == "died before the sentinel"
     # The pre-warmed go was never released.

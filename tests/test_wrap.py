@@ -92,6 +92,25 @@ def test_stateful_loader_script_verifies_on_two_ranks(stateful_run: Run) -> None
     assert {c["rank"] for c in stateful_run.report["verdict"]["resume_checks"]} == {0, 1}
 
 
+# An ordinary trainer.fit(model, dm) with the default ModelCheckpoint directory and no ckpt_path:
+# go resumes it from the stop's checkpoint itself, with no --go-args.
+datamodule_run = background_orchestrator_run(
+    "datamodule_run", wrap_command("--nproc-per-node", "1", "--", str(SCRIPTS / "datamodule_train.py"))
+)
+
+
+def test_script_that_does_not_resume_is_resumed_from_the_stop_checkpoint(datamodule_run: Run) -> None:
+    run = datamodule_run
+    assert run.returncode == 0, run.stderr + run.stdout[-3000:]
+    checkpoint = run.report["sentinel"]["checkpoint_path"]
+    assert checkpoint.endswith("lightning_logs/version_0/checkpoints/epoch=0-step=3.ckpt")
+    notice = f"[orchestrator] go: the script's fit got no ckpt_path; resumed it from the stop's checkpoint {checkpoint}"
+    assert [line for line in run.stdout.splitlines() if "resumed it from" in line] == [notice]
+    assert notice.removeprefix("[orchestrator] go: ") in (run.run_dir / "logs" / "go.log").read_text()
+    assert run.report["verdict"]["go_vs_reference"]["steps"] == list(range(4, 9))
+    assert_nothing_left(run.run_dir)
+
+
 # --nnodes 2: two agents joined by a c10d rendezvous, one rank each, as on two nodes.
 two_agents_run = background_orchestrator_run(
     "two_agents_run",

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import os
-import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,7 +38,7 @@ from orchestrator.protocol import (
 from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
 from workers.checkpoints import (
-    checkpoint_epoch,
+    SavedEpochs,
     checkpoint_interval,
     checkpoint_saved_at,
     last_saved_step,
@@ -53,17 +52,11 @@ from workers.fingerprint import sampled
 from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
 from workers.state_record import StateRecorder, state_groups
+from workers.stop_plan import StopPlanError, kill_step_not_reached, resolve_kill_at
 
 
 class StopAndGoException(Exception):
     """Raised to end the stop run once its checkpoint and metadata are saved."""
-
-
-class StopPlanError(ValueError):
-    """The phase plan cannot be carried out by this spec (e.g. ``--kill-at`` past the last step).
-
-    The worker entry reports it as a spec error: one line, exit 2.
-    """
 
 
 class ResumeMismatchError(AssertionError):
@@ -116,21 +109,6 @@ def flush_trajectories(trainer: pl.Trainer, complete_steps_only: bool = False) -
             callback.flush(trainer, complete_steps_only=complete_steps_only)
 
 
-def resolve_kill_at(kill_at: str | None, first_step: int, max_steps: int, label: str) -> int | None:
-    """The step to stop at: ``"7"`` is step 7, ``"random:SEED"`` draws one in [first_step, max_steps).
-
-    The draw depends only on the seed and the label, so every rank draws the same step.
-    """
-    if not kill_at:
-        return None
-    if kill_at.startswith("random:"):
-        seed = int(kill_at.split(":", 1)[1])
-        if max_steps <= first_step:
-            raise ValueError(f"{label}: no step left to stop at (from step {first_step}, max_steps={max_steps})")
-        return random.Random(f"{seed}:{label}").randrange(first_step, max_steps)
-    return int(kill_at)
-
-
 class RaiseAfterMetadataCallback(Callback):
     """Writes the sentinel once a complete checkpoint and its metadata exist, then stops.
 
@@ -176,6 +154,10 @@ class RaiseAfterMetadataCallback(Callback):
         self.start_epoch = 0
         self.by_validation = False
         self.kill_step: int | None = None
+        self.first_step = 1
+        self.last_step: int | None = None
+        # Where each checkpoint was saved: the epochs of a stream have no length up front.
+        self.saved_epochs = SavedEpochs()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start_step = trainer.global_step
@@ -183,16 +165,19 @@ class RaiseAfterMetadataCallback(Callback):
         # stopped again before its next one (it then resumes from the same checkpoint).
         interval = checkpoint_interval(trainer)
         first = self.start_step + 1 if trainer.ckpt_path else interval
+        self.first_step = first
         per_epoch = steps_per_epoch(trainer)
         self.start_epoch = self.start_step // per_epoch if per_epoch else trainer.current_epoch
         # When validations fall on checkpoint steps, stop at a validated one (the seed's rule).
         # go1 (later_epoch) takes any checkpoint of a later epoch: a validated one may come only at the end.
         self.by_validation = validates_on_checkpoint_steps(trainer) and not self.later_epoch
-        last_step = last_training_step(trainer)
+        if trainer.ckpt_path:
+            self.saved_epochs.record(trainer, at_start=True)
+        self.last_step = last_step = last_training_step(trainer)
         self.kill_step = resolve_kill_at(self.kill_at, first, last_step, self.label)
         if self.kill_step is not None:
-            # Fail now, not after a whole run that never reaches the step.
-            if self.kill_step >= last_step:
+            # Fail now, not after a whole run that never reaches the step (where the last step is known).
+            if last_step is not None and self.kill_step >= last_step:
                 raise StopPlanError(
                     f"--kill-at {self.kill_step} is not before the run's last step ({last_step}); "
                     f"choose a step in [{first}, {last_step - 1}]"
@@ -200,8 +185,8 @@ class RaiseAfterMetadataCallback(Callback):
             rank_zero_info(f"stop-and-go: {self.label} will stop at step {self.kill_step}")
         publish_outlook(trainer, self.label, first)
         if self.later_epoch and trainer.ckpt_path:
-            later = resume_point(trainer, self.start_step)["later_epoch_checkpoints"]
-            if not later:  # no checkpoint in a later epoch: resume the next phase from here
+            point = resume_point(trainer, self.start_step, self.saved_epochs.position(self.start_step))
+            if point["later_epoch_checkpoints"] == []:  # none in a later epoch: resume the next phase from here
                 rank_zero_info(f"stop-and-go: {self.label}: no checkpoint in a later epoch; stopping at once")
                 self._stop(trainer)
 
@@ -221,16 +206,32 @@ class RaiseAfterMetadataCallback(Callback):
         # would have no step left to train.
         if not self.later_epoch and self._checkpoint_to_stop_at(trainer):
             self._stop(trainer)
+        self._check_kill_step_reached(trainer)
+
+    def _check_kill_step_reached(self, trainer: pl.Trainer) -> None:
+        """At train end: a ``--kill-at`` step never reached is a plan error, said as such."""
+        error = kill_step_not_reached(trainer, self.kill_step, self.label, self.first_step, self.last_step)
+        if error is not None:
+            raise error
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self.saved_epochs.record(trainer)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The seed's rule: the first validation that falls on a checkpoint step.
         if trainer.sanity_checking or self.kill_at:
             return
         step = trainer.global_step
-        if step <= self.start_step or (self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch):
+        if step <= self.start_step or not self._in_epoch_to_stop(trainer, step):
             return
         if MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists():
             self._stop(trainer)
+
+    def _in_epoch_to_stop(self, trainer: pl.Trainer, step: int) -> bool:
+        """Whether the checkpoint of ``step`` may be stopped at: for go1 (``later_epoch``), one of a later epoch."""
+        return not self.later_epoch or self.saved_epochs.epoch_of(trainer, step) > self.start_epoch
 
     def _checkpoint_to_stop_at(self, trainer: pl.Trainer) -> bool:
         """Whether this process saved a complete checkpoint (with metadata) to stop at."""
@@ -239,7 +240,7 @@ class RaiseAfterMetadataCallback(Callback):
         step = last_saved_step(trainer)
         if step is None or step <= self.start_step:
             return False
-        if self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch:
+        if not self._in_epoch_to_stop(trainer, step):
             return False
         return MetadataLayout(self.metadata_path).metadata(trainer.global_rank, step).exists()
 
@@ -259,7 +260,7 @@ class RaiseAfterMetadataCallback(Callback):
                 pid=os.getpid(),
                 label=self.label,
                 stopped_at=stopped_at,
-                resume_point=resume_point(trainer, step),
+                resume_point=resume_point(trainer, step, self.saved_epochs.position(step)),
             )
             write_json_atomic(self.sentinel_path or sentinel_path_for(self.metadata_path), sentinel.to_dict())
         self._wait_to_be_killed(trainer, stopped_at)

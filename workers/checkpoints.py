@@ -104,32 +104,102 @@ def checkpoint_step(path: Path) -> int:
     return step
 
 
-def steps_per_epoch(trainer: pl.Trainer) -> int:
-    """Optimizer steps in one training epoch (micro-batches over ``accumulate_grad_batches``)."""
+def steps_per_epoch(trainer: pl.Trainer) -> int | None:
+    """Optimizer steps in one training epoch (micro-batches over ``accumulate_grad_batches``).
+
+    None when the train loader has no length (a stream, an ``IterableDataset``): the
+    epochs' lengths are then known only as they end.
+    """
     batches = trainer.num_training_batches
     if not isinstance(batches, int) or batches <= 0:
-        return 0  # an iterable without a length: epochs cannot be told apart
+        return None
     accumulate = max(1, int(trainer.accumulate_grad_batches))
     return max(1, -(-batches // accumulate))
 
 
-def last_training_step(trainer: pl.Trainer) -> int:
-    """The global step training ends at (``max_steps``, else the epochs' steps)."""
+def last_training_step(trainer: pl.Trainer) -> int | None:
+    """The global step training ends at (``max_steps``, else the epochs' steps); None when not known.
+
+    It is not known when the run is bounded by epochs (or not at all) and the train loader
+    has no length: Lightning's ``estimated_stepping_batches`` then returns ``max_steps``
+    (-1) or infinity, neither of which is a step.
+    """
     if trainer.max_steps and trainer.max_steps > 0:
         return int(trainer.max_steps)
     estimated = trainer.estimated_stepping_batches
-    return int(estimated) if estimated != float("inf") else 2**62
+    if estimated == float("inf") or estimated < 0:
+        return None
+    return int(estimated)
 
 
-def checkpoint_epoch(trainer: pl.Trainer, step: int) -> int:
-    """The epoch during which the checkpoint of ``step`` was saved (an epoch's last step is its own)."""
+def describe_last_step(trainer: pl.Trainer) -> str:
+    """Why the last step is not known, for messages that would otherwise name one."""
+    bound = f"max_epochs={trainer.max_epochs}" if trainer.max_epochs not in (None, -1) else "no max_epochs"
+    return f"not known before training: the train loader has no length and the run is bounded by {bound}, no max_steps"
+
+
+def checkpoint_epoch(trainer: pl.Trainer, step: int) -> int | None:
+    """The epoch during which the checkpoint of ``step`` was saved (an epoch's last step is its own).
+
+    None when the steps per epoch are not known (see ``SavedEpochs`` for those runs).
+    """
     per_epoch = steps_per_epoch(trainer)
-    return (step - 1) // per_epoch if per_epoch and step > 0 else 0
+    if per_epoch is None:
+        return None
+    return (step - 1) // per_epoch if step > 0 else 0
 
 
-def checkpoint_steps(trainer: pl.Trainer) -> list[int]:
-    """Every step before the last at which a ``ModelCheckpoint`` of ``trainer`` will save."""
+def position_now(trainer: pl.Trainer, at_start: bool = False) -> tuple[int, int, int]:
+    """``(epoch, resume epoch, resume batch in epoch)`` of a checkpoint saved now (or resumed, ``at_start``).
+
+    Read from the fit loop, so it holds without a loader length: the epoch in progress,
+    and where a resume from this state starts (the next epoch's batch 0 after an epoch's
+    last batch, which Lightning tells a stream by fetching one batch ahead).
+    """
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    epoch = trainer.current_epoch
+    if progress.is_last_batch:
+        # At a resumed train start the fit loop has already moved on to the next epoch.
+        return (epoch, epoch, 0) if at_start else (epoch, epoch + 1, 0)
+    # Batches of this epoch done when the checkpoint was saved (restored as saved at train start).
+    return epoch, epoch, progress.current.processed
+
+
+class SavedEpochs:
+    """Where each checkpoint of this process was saved, for runs whose epochs have no known length.
+
+    ``record`` is called when a checkpoint is saved (and at a resumed train start, for the
+    checkpoint resumed from); ``epoch_of`` and ``position`` fall back on it where
+    ``steps_per_epoch`` is None.
+    """
+
+    def __init__(self) -> None:
+        self.saved: dict[int, tuple[int, int, int]] = {}
+
+    def record(self, trainer: pl.Trainer, at_start: bool = False) -> None:
+        """Records where the checkpoint of the current step is (``position_now``)."""
+        self.saved.setdefault(trainer.global_step, position_now(trainer, at_start))
+
+    def epoch_of(self, trainer: pl.Trainer, step: int) -> int:
+        """The epoch the checkpoint of ``step`` was saved in (the current one if it was not recorded)."""
+        known = checkpoint_epoch(trainer, step)
+        if known is not None:
+            return known
+        return self.saved[step][0] if step in self.saved else trainer.current_epoch
+
+    def position(self, step: int) -> tuple[int, int] | None:
+        """``(epoch, batch in epoch)`` a resume from the checkpoint of ``step`` starts at, if recorded."""
+        return self.saved[step][1:] if step in self.saved else None
+
+
+def checkpoint_steps(trainer: pl.Trainer) -> list[int] | None:
+    """Every step before the last at which a ``ModelCheckpoint`` of ``trainer`` will save.
+
+    None when the last step is not known (a stream bounded by epochs): the list has no end.
+    """
     last = last_training_step(trainer)
+    if last is None:
+        return None
     per_epoch = steps_per_epoch(trainer)
     steps: set[int] = set()
     for cb in trainer.checkpoint_callbacks:
@@ -158,28 +228,49 @@ def validates_on_checkpoint_steps(trainer: pl.Trainer) -> bool:
     return any(val_every % interval == 0 for interval in intervals)
 
 
-def resume_point(trainer: pl.Trainer, step: int) -> dict[str, object]:
+def _later_epoch_checkpoints(trainer: pl.Trainer, epoch: int) -> list[int] | None:
+    """Checkpoint steps of epochs after ``epoch``; None when they cannot be told before training."""
+    if steps_per_epoch(trainer) is not None:
+        steps = checkpoint_steps(trainer)
+        if steps is not None:
+            return [c for c in steps if (checkpoint_epoch(trainer, c) or 0) > epoch]
+    # Epochs of unknown length: none lies ahead only where ``epoch`` is the last one.
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs > 0 and epoch >= max_epochs - 1:
+        return []
+    return None
+
+
+def resume_point(trainer: pl.Trainer, step: int, saved: tuple[int, int] | None = None) -> dict[str, object]:
     """What a resume from the checkpoint of ``step`` starts from, for the coverage report.
 
     Keys: ``step``, ``epoch`` and ``batch_in_epoch`` the resume starts at,
     ``batches_per_epoch``, ``steps_per_epoch``, ``accumulate_grad_batches``,
     ``val_every_steps``, ``last_step`` and ``later_epoch_checkpoints`` (the checkpoint
-    steps of epochs after the resumed one, before the last step).
+    steps of epochs after the resumed one, before the last step). Without a loader length
+    ``saved`` (``SavedEpochs.position``) gives the epoch and batch; the steps per epoch,
+    the last step and the later checkpoints are then None (not known), except that no
+    checkpoint lies after the last of ``max_epochs``.
     """
     per_epoch = steps_per_epoch(trainer)
     accumulate = max(1, int(trainer.accumulate_grad_batches))
-    epoch = step // per_epoch if per_epoch else trainer.current_epoch
+    if per_epoch is not None:
+        epoch, batch = step // per_epoch, (step - step // per_epoch * per_epoch) * accumulate
+    elif saved is not None:
+        epoch, batch = saved
+    else:  # before the checkpoint exists: its epoch is this one or a later one
+        epoch, batch = trainer.current_epoch, None
     val_batches = trainer.val_check_batch
     return {
         "step": step,
         "epoch": epoch,
-        "batch_in_epoch": (step - epoch * per_epoch) * accumulate if per_epoch else None,
+        "batch_in_epoch": batch,
         "batches_per_epoch": trainer.num_training_batches if isinstance(trainer.num_training_batches, int) else None,
-        "steps_per_epoch": per_epoch or None,
+        "steps_per_epoch": per_epoch,
         "accumulate_grad_batches": accumulate,
         "val_every_steps": max(1, val_batches // accumulate) if isinstance(val_batches, int) else None,
         "last_step": last_training_step(trainer),
-        "later_epoch_checkpoints": [c for c in checkpoint_steps(trainer) if checkpoint_epoch(trainer, c) > epoch],
+        "later_epoch_checkpoints": _later_epoch_checkpoints(trainer, epoch),
     }
 
 
@@ -188,8 +279,9 @@ def publish_outlook(trainer: pl.Trainer, label: str, first_stop: int | None) -> 
 
     The default scenario's ``go1`` runs only where the stop's resume point has a checkpoint
     in a later epoch; a stop at ``first_stop`` or after has no more of them than one at
-    ``first_stop``. Rank 0 writes them (``RunLayout.outlook``; ``None``: not known), so that
-    the orchestrator pre-warms ``go1`` only where it can run (not in a one-epoch run).
+    ``first_stop``. Rank 0 writes them (``RunLayout.outlook``; ``None``: not known, as for
+    a stream whose epochs have no length yet), so that the orchestrator pre-warms ``go1``
+    only where it can run (not in a one-epoch run).
     """
     run_dir = os.environ.get(ENV_RUN_DIR)
     if run_dir is None or trainer.global_rank != 0:

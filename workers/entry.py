@@ -28,7 +28,7 @@ from orchestrator.protocol import (
     read_phase_plan,
     write_json_atomic,
 )
-from orchestrator.run.process_tree import set_parent_death_signal
+from orchestrator.run.boot import die_with_parent
 from workers.callbacks import ResumeMismatchError, StopPlanError
 from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
 from workers.prewarm import wait_for_go_ahead
@@ -47,9 +47,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Runs one phase on this rank; returns 0 on success and 1 on any failure."""
     args = _parse_args(argv)
-    set_parent_death_signal()
-    if os.getppid() == 1:  # the agent died before the death signal was armed
-        return 1
+    # orchestrator.run.boot armed it before this module's imports; again for a start without it.
+    die_with_parent()
     layout = RunLayout(args.run_dir)
     os.environ[ENV_PHASE_LABEL] = args.phase
     result, path = start_result(layout, args.phase, ready_at=time.time())  # imported at module level

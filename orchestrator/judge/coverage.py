@@ -37,16 +37,25 @@ def _situations(point: Mapping[str, Any]) -> set[str]:
 
 def _options(point: Mapping[str, Any]) -> dict[str, str]:
     """The option that would add each situation, with a concrete step where one is known."""
-    per_epoch = point.get("steps_per_epoch") or 0
-    last = point.get("last_step") or 0
+    # None: not known before training (a train loader without a length and no max_steps).
+    per_epoch = point.get("steps_per_epoch")
+    last = point.get("last_step")
     val_every = point.get("val_every_steps") or 0
-    two_epochs = bool(per_epoch and per_epoch < last)
+    two_epochs = bool(per_epoch and (last is None or per_epoch < last))
+    if two_epochs:
+        boundary, after_boundary = f"--kill-at {per_epoch}", "the default scenario (drop --single-stop)"
+    elif per_epoch is None:  # a stream: its epochs end where its data does
+        boundary, after_boundary = "--kill-at STEP (an epoch's last step)", "the default scenario (drop --single-stop)"
+    else:
+        boundary = after_boundary = "a run of two epochs"
     options = {
         MID_EPOCH: "--kill-at STEP (a step inside an epoch)",
-        AT_EPOCH_BOUNDARY: f"--kill-at {per_epoch}" if two_epochs else "a run of two epochs",
-        AFTER_EPOCH_BOUNDARY: "the default scenario (drop --single-stop)" if two_epochs else "a run of two epochs",
+        AT_EPOCH_BOUNDARY: boundary,
+        AFTER_EPOCH_BOUNDARY: after_boundary,
         AFTER_VALIDATION: f"--kill-at {val_every}" if val_every else "validations by steps",
-        BETWEEN_VALIDATIONS: f"--kill-at {val_every + 1}" if val_every and val_every + 1 < last else "--kill-at",
+        BETWEEN_VALIDATIONS: f"--kill-at {val_every + 1}"
+        if val_every and (last is None or val_every + 1 < last)
+        else "--kill-at",
         AT_ACCUMULATION_BOUNDARY: "a spec with accumulate_grad_batches > 1",
     }
     return options
@@ -79,16 +88,20 @@ def coverage(stops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _place(point: Mapping[str, Any]) -> str:
+    """``epoch 1, batch 2/4``; a batch or an epoch length that is not known is left out."""
+    batch, per_epoch = point.get("batch_in_epoch"), point.get("batches_per_epoch")
+    if batch is None:
+        return f"epoch {point['epoch']}"
+    return f"epoch {point['epoch']}, batch {batch}" + (f"/{per_epoch}" if per_epoch else "")
+
+
 def coverage_lines(section: Mapping[str, Any]) -> list[str]:
     """The coverage section for the terminal: at most three lines."""
     points = section.get("resume_points") or []
     if not points:
         return []
-    where = ", ".join(
-        f"{p['label']}: step {p['step']} (epoch {p['epoch']}, batch {p['batch_in_epoch']}"
-        + (f"/{p['batches_per_epoch']})" if p.get("batches_per_epoch") else ")")
-        for p in points
-    )
+    where = ", ".join(f"{p['label']}: step {p['step']} ({_place(p)})" for p in points)
     lines = [f"coverage: resumed {where}: " + ", ".join(section["exercised"])]
     if section["not_exercised"]:
         lines.append(

@@ -26,6 +26,8 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.report.phase_names import legend
+from orchestrator.report.readable import cut_long_values
 from orchestrator.report.run_data import (
     MISMATCH,
     MISSING,
@@ -208,6 +210,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
             note += f"; {p['kill'].get('signal')} to {len(p['kill'].get('pids', []))} processes"
         phases.add_row(p["name"], f"{p.get('wall_s', 0):.1f}s", str(p.get("exit_code")), note)
     console.print(phases)
+    for line in legend([p["name"] for p in report.get("phases", [])], report.get("phase_meanings") or {}):
+        console.print(Text(line, style="dim"))
     latency = report.get("sentinel_to_all_dead_s")
     if latency is not None:
         console.print(f"all stop processes dead [bold]{latency:.3f}s[/] after the sentinel")
@@ -251,7 +255,8 @@ def print_summary(console: Console, report: dict[str, Any]) -> None:
         console.print(Text(f"{len(failures)} difference(s); all in {report.get('run_dir')}/report.json", style="dim"))
     code = report.get("exit_code")
     mark, style = ("✔", "bold green") if code == 0 else ("✘", "bold red")
-    console.print(Text(f"{mark} verdict: {report.get('message')} (exit {code}: {report.get('exit_meaning')})", style))
+    message = cut_long_values(str(report.get("message")))
+    console.print(Text(f"{mark} verdict: {message} (exit {code}: {report.get('exit_meaning')})", style))
 
 
 def _phase_style(phase: _Phase) -> str:

@@ -9,6 +9,8 @@ from orchestrator.exit_codes import DESCRIPTIONS
 from orchestrator.judge.compare import MetricCheck
 from orchestrator.judge.coverage import coverage, coverage_lines
 from orchestrator.judge.diagnosis import diagnose
+from orchestrator.report.phase_names import legend, phase_meanings
+from orchestrator.report.readable import cut_long_values
 from orchestrator.run.options import RunOptions
 from orchestrator.run.runner import RunOutcome
 from orchestrator.run.timings import timings_line
@@ -42,6 +44,12 @@ def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | N
         "timings": outcome.timings,
         "coverage": coverage(outcome.stops),
         "orchestrator_peak_rss_mb": peak_rss_mb,
+        # What go1, go2 ... are (the summary's legend), for the phases that ran.
+        "phase_meanings": {
+            label: meaning
+            for label, meaning in phase_meanings(options.plans()).items()
+            if any(p.name == label for p in outcome.phases)
+        },
     }
 
 
@@ -105,7 +113,8 @@ def diagnosis_lines(diagnosis: list[dict[str, Any]]) -> list[str]:
     if not diagnosis:
         return []
     root = diagnosis[0]
-    lines = ["", f"root cause: {root['detail']}", f"  cause: {root['cause']}", f"  fix:   {root['fix']}"]
+    detail = cut_long_values(root["detail"])
+    lines = ["", f"root cause: {detail}", f"  cause: {root['cause']}", f"  fix:   {root['fix']}"]
     if root.get("downstream"):
         lines.append(f'  and {root["downstream"]} downstream differences (report.json "diagnosis", "verdict")')
     return lines
@@ -137,6 +146,7 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
         phase_rows.append([phase.name, f"{phase.wall_s:.1f}s", str(phase.exit_code), note])
     if phase_rows:
         lines += ["", *_table(phase_rows, ["phase", "wall", "exit", "outcome"])]
+        lines += legend([p.name for p in outcome.phases], phase_meanings(options.plans()))
     if outcome.kill_latency_s is not None and outcome.detect_latency_s is not None:
         lines.append(
             f"sentinel seen after {outcome.detect_latency_s:.3f}s; "
@@ -174,13 +184,15 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
         lines += note_lines(verdict)
         if verdict.failures:
             shown = verdict.failures[:MAX_DIFFERENCES]
-            lines += ["", "differences:"] + [f"  - {f}" for f in shown]
+            # Cut to a readable width (a batch's sample ids); report.json keeps them whole.
+            lines += ["", "differences:"] + [f"  - {cut_long_values(f)}" for f in shown]
             if len(verdict.failures) > len(shown):
                 lines.append(f"  ... and {len(verdict.failures) - len(shown)} more (report.json)")
             lines += diagnosis_lines(run_diagnosis(outcome))
     if outcome.leftover_pids:
         lines.append(f"WARNING: processes of the run still alive: {outcome.leftover_pids}")
-    lines += ["", f"verdict: {outcome.message} (exit {int(outcome.code)}: {DESCRIPTIONS[outcome.code]})"]
+    message = cut_long_values(outcome.message)
+    lines += ["", f"verdict: {message} (exit {int(outcome.code)}: {DESCRIPTIONS[outcome.code]})"]
     return "\n".join(lines) + "\n"
 
 

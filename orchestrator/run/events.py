@@ -18,6 +18,11 @@ SENTINEL_SEEN = "sentinel_seen"  # step, checkpoint_path
 KILLED = "killed"  # signal, pids, latency_s
 PHASE_FINISHED = "phase_finished"  # wall_s, exit_code, outcome
 PHASE_SKIPPED = "phase_skipped"  # a planned phase the run turned out not to need
+WORKER_NOTICE = "worker_notice"  # a line a worker marked for the user (NOTICE_PREFIX), shown without -v
+
+# A worker line starting with this is shown as an orchestrator event, not only logged
+# (e.g. go resuming a script from the stop's checkpoint itself).
+NOTICE_PREFIX = "stop-and-go notice: "
 
 
 class RunEvents(Protocol):

@@ -28,8 +28,9 @@ from typing import Protocol
 import psutil
 
 from orchestrator.protocol import ENV_GO_AHEAD, ENV_RUN_DIR, ENV_RUN_ID, ENV_WAIT_FOR_KILL_S, RunLayout
-from orchestrator.run.events import RunEvents
-from orchestrator.run.process_tree import KillReport, kill_run, set_parent_death_signal
+from orchestrator.run.boot import booted, parent_death_preexec
+from orchestrator.run.events import NOTICE_PREFIX, WORKER_NOTICE, RunEvents
+from orchestrator.run.process_tree import KillReport, kill_run
 
 WORKER_ENTRY_MODULE = "workers.entry"
 # The worker part of a phase's torchrun command, after torchrun's own options.
@@ -63,20 +64,13 @@ def torchrun_command(
         "3",
     ]
     if worker_argv is not None:  # a wrapped script (orchestrator.wrap)
-        return command + worker_argv(phase, layout)
-    command += [
-        "-m",
-        WORKER_ENTRY_MODULE,
-        "--spec",
-        str(spec),
-        "--phase",
-        phase,
-        "--run-dir",
-        str(layout.root),
-    ]
-    if harness:
-        command += ["--harness", harness]
-    return command
+        worker = worker_argv(phase, layout)
+    else:
+        worker = ["-m", WORKER_ENTRY_MODULE, "--spec", str(spec), "--phase", phase, "--run-dir", str(layout.root)]
+        if harness:
+            worker += ["--harness", harness]
+    # Every worker arms its parent-death signal before it imports torch (orchestrator.run.boot).
+    return command + booted(worker)
 
 
 @dataclass(frozen=True)
@@ -217,7 +211,8 @@ class PhaseProcess:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
-            preexec_fn=set_parent_death_signal,  # the agent dies with the orchestrator
+            # The agent dies with the orchestrator (the main thread: see set_parent_death_signal).
+            preexec_fn=parent_death_preexec(),
         )
         self.started = time.monotonic()
         self.pids_seen.add(self.popen.pid)
@@ -242,6 +237,9 @@ class PhaseProcess:
                     self._events.worker_line(self.phase, int(match.group(1)), line[match.end() :])
                 else:
                     self._events.worker_line(self.phase, None, line)
+                text = line[match.end() :] if match else line
+                if text.startswith(NOTICE_PREFIX):
+                    self._events.event(WORKER_NOTICE, self.phase, f"{self.phase}: {text[len(NOTICE_PREFIX) :]}")
 
     def poll(self) -> int | None:
         """The agent's exit code once it has exited (and been reaped), else None."""

@@ -9,10 +9,8 @@ with ``start_new_session``), and every process whose environment carries the run
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -20,21 +18,6 @@ from dataclasses import asdict, dataclass, field
 import psutil
 
 from orchestrator.protocol import ENV_RUN_ID, tag_matches
-
-_PR_SET_PDEATHSIG = 1
-
-
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
-    """Asks Linux to send ``sig`` to this process when its parent dies (PR_SET_PDEATHSIG).
-
-    The orchestrator sets it in the torchrun agent (through ``preexec_fn``) and the worker
-    entry sets it in every worker, so a SIGKILLed orchestrator takes the whole run with it.
-    Returns False where the call is unavailable (not Linux).
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -223,7 +223,9 @@ class Orchestrator:
     def _later_epoch_checkpoint(self) -> bool:
         """Whether the last stop's resume point lists a checkpoint in a later epoch (unknown: yes)."""
         point = (self.outcome.stops[-1].get("trigger") or {}).get("resume_point")
-        return point is None or bool(point.get("later_epoch_checkpoints"))
+        # None: not known before training (a stream's epochs have no length); go1 finds out.
+        later = point.get("later_epoch_checkpoints") if point else None
+        return later is None or bool(later)
 
     def _drop_phase(self, label: str) -> None:
         """Leaves out a planned phase the run turned out not to need (go1 of a one-epoch run)."""

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         metavar="'ARGS'",
         help="arguments appended to go's command line only, e.g. '--ckpt_path {checkpoint}' (default: none; "
-        "a script that resumes by itself, ckpt_path='last', needs none)",
+        "a script whose fit gets no ckpt_path, or 'last' that finds none, is resumed from the stop's checkpoint)",
     )
     parser.add_argument(
         "--checkpoint-every",

@@ -3,8 +3,8 @@
 A spec's harness decides when to validate and checkpoint; a user's script decides for
 itself. So here the stop follows the script's own ``ModelCheckpoint`` cadence (the first
 checkpoint saved after the phase started, once its save has returned), a script that
-checkpoints too rarely fails fast with what its checkpointing is, and go refuses to
-run a fresh training that did not resume.
+checkpoints too rarely fails fast with what its checkpointing is, and go resumes a script
+whose ``fit`` would start from scratch from the stop's checkpoint itself.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from orchestrator.protocol import ENV_RUN_DIR, RunLayout
+from orchestrator.run.events import NOTICE_PREFIX
+from orchestrator.wrap.command import last_stop_checkpoint
 from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
 from workers.callbacks import MetricsTrajectoryCallback, RaiseAfterMetadataCallback
-from workers.checkpoints import checkpoint_epoch, last_saved_step
+from workers.checkpoints import last_saved_step
 from workers.metrics import to_jsonable
 
 # How a script's checkpointing can be changed from the command line (the fix offered).
@@ -117,7 +120,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
         step = last_saved_step(trainer)
         if step is None or step != trainer.global_step or step <= self.start_step:
             return
-        if self.later_epoch and checkpoint_epoch(trainer, step) <= self.start_epoch:
+        if not self._in_epoch_to_stop(trainer, step):
             return  # the default scenario's go1: resume the final go after an epoch boundary
         self._stop(trainer)
 
@@ -125,6 +128,7 @@ class WrapStopCallback(RaiseAfterMetadataCallback):
         pass  # the script's checkpoint, not a validation, marks the stop point
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._check_kill_step_reached(trainer)
         saved = last_saved_step(trainer)
         when = f"its only checkpoint came at the end (step {saved})" if saved else "it saved no checkpoint"
         raise NoCheckpointError(
@@ -173,17 +177,71 @@ def trainer_being_built() -> pl.Trainer | None:
 
 
 class ResumeGuardCallback(Callback):
-    """Fails go at once when the script's ``fit`` was not given a checkpoint to resume from."""
+    """Resumes go from the stop's checkpoint where the script's ``fit`` would start from scratch.
 
-    def __init__(self, label: str) -> None:
+    A plain script calls ``trainer.fit(model, dm)`` with no ``ckpt_path``, or with
+    ``"last"``, which finds nothing in go (the default ``ModelCheckpoint`` keeps no
+    ``last.ckpt``, and go's logger writes to a new ``version_N``). Where Lightning resolves
+    fit's checkpoint to none, this supplies the one the last stop's sentinel names, and rank
+    0 says so in one line (relayed to the terminal: ``NOTICE_PREFIX``). A path the script
+    gave, or that NeMo's ``AutoResume`` set, is kept. A go that still trains from scratch
+    fails at once, naming what its ``fit`` got.
+
+    Args:
+        label: the phase's label.
+        trainer: the Trainer being built (``trainer_being_built``); None resumes nothing.
+    """
+
+    def __init__(self, label: str, trainer: pl.Trainer | None = None) -> None:
         self.label = label
+        self.seen = "the script's fit got no ckpt_path"  # what the script's fit asked for, for the error
+        if trainer is not None:
+            self._resume_from_stop(trainer)
+
+    def _resume_from_stop(self, trainer: pl.Trainer) -> None:
+        # Lightning resolves fit's ckpt_path ("last", a Trainer-set path ...) here; there is
+        # no public hook between that and the restore. Wrapped on this Trainer only.
+        connector = getattr(trainer, "_checkpoint_connector", None)
+        select = getattr(connector, "_select_ckpt_path", None)
+        run_dir = os.environ.get(ENV_RUN_DIR)
+        if select is None or run_dir is None:
+            return
+
+        def select_or_stop_checkpoint(state_fn: Any, ckpt_path: Any, *args: Any, **kwargs: Any) -> Any:
+            chosen = select(state_fn, ckpt_path, *args, **kwargs)
+            if chosen or getattr(state_fn, "value", state_fn) != "fit":
+                return chosen
+            self.seen = _what_fit_got(trainer, ckpt_path)
+            checkpoint = last_stop_checkpoint(RunLayout(run_dir))
+            if trainer.is_global_zero:
+                print(f"{NOTICE_PREFIX}{self.seen}; resumed it from the stop's checkpoint {checkpoint}", flush=True)
+            return checkpoint
+
+        connector._select_ckpt_path = select_or_stop_checkpoint  # type: ignore[union-attr]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.ckpt_path:
             raise NotResumedError(
-                f"{self.label}: the script started training from scratch (fit got no ckpt_path); make it resume: "
-                "--go-args '--ckpt_path {checkpoint}' (or the script's own flag), or ckpt_path='last'"
+                f"{self.label}: the script started training from scratch ({self.seen}); make it resume: "
+                "--go-args '--ckpt_path {checkpoint}' (or the script's own flag)"
             )
+
+
+def _what_fit_got(trainer: pl.Trainer, ckpt_path: Any) -> str:
+    """``the script's fit got no ckpt_path``, or where ``"last"`` looked and found no ``last.ckpt``."""
+    if ckpt_path is None:
+        return "the script's fit got no ckpt_path"
+    if str(ckpt_path) != "last":
+        return f"the script's fit got ckpt_path={str(ckpt_path)!r}, which resolved to no checkpoint"
+    dirs = []
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint):
+            try:  # where "last" looks: the logger's version_N/checkpoints unless dirpath is given
+                dirs.append(str(cb.dirpath or cb._ModelCheckpoint__resolve_ckpt_dir(trainer)))  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - the directory only makes the message precise
+                continue
+    where = f" in {', '.join(dirs)}" if dirs else ""
+    return f'the script\'s fit got ckpt_path="last", but there is no last.ckpt{where}'
 
 
 class WrapTrajectoryCallback(MetricsTrajectoryCallback):

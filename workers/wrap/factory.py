@@ -56,7 +56,7 @@ def callbacks() -> list[pl.Callback]:
         ProgressCallback(config.label),
     ]
     if config.mode == "go":
-        out.append(ResumeGuardCallback(config.label))
+        out.append(ResumeGuardCallback(config.label, trainer))
         out.append(
             TestCheckpointIntegrityCallback(
                 config.metadata_dir, metrics, tolerances=tolerances_from_env(), label=config.label

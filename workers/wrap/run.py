@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, read_phase_plan
-from orchestrator.run.process_tree import set_parent_death_signal
+from orchestrator.run.boot import die_with_parent
 from orchestrator.wrap.command import CHECKPOINT, last_stop_checkpoint
 from workers.callbacks import ResumeMismatchError, StopAndGoException
 from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
@@ -48,9 +48,8 @@ def _parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Runs the script as one rank of one phase; returns 0 on success, 1 on any failure."""
     args, script_argv = _parse_args(sys.argv[1:] if argv is None else argv)
-    set_parent_death_signal()
-    if os.getppid() == 1:  # the agent died before the death signal was armed
-        return 1
+    # orchestrator.run.boot armed it before this module's imports; again for a start without it.
+    die_with_parent()
     layout = RunLayout(args.run_dir)
     plan = read_phase_plan(layout, args.phase)
     result, path = start_result(
