@@ -1,6 +1,7 @@
 """Prints what the per-step recording costs a rank, bare vs instrumented, measured in one run (issue 27).
 
-    python benchmarks/recording_cost.py [--sizes 1,25,100] [--steps N] [--only lightning|plain] [--device cuda]
+    python benchmarks/recording_cost.py [--sizes 1,25,100] [--steps N] [--repeat R] [--only lightning|plain]
+                                       [--device cuda]
 
 For an MLP of about 1M, 25M and 100M parameters (Adam, batch 32, CPU), each in its own
 process, trained bare and with the per-step recording a phase run by the tool does:
@@ -9,11 +10,12 @@ process, trained bare and with the per-step recording a phase run by the tool do
   ``MetricsTrajectoryCallback`` and every built-in metric (the digests and norms of the
   weights, buffers and optimizer state, RNG digests, learning rates, the batch ledger,
   the state record);
-- ``plain``: a plain PyTorch loop that calls the same recorder after each
-  ``optimizer.step()`` (state digests and norms at the sampled depth, and the state
-  record), as a zero-code adapter of a plain loop will.
+- ``plain``: a plain PyTorch loop under the zero-code hooks of ``stop-and-go run``
+  (``workers.plain``: per step the loss, learning rates, batch ledger, state digests and
+  norms at the sampled depth, RNG digests and the state record).
 
-Printed per row: the median step time bare and instrumented and their ratio, the peak
+Printed per row: the median step time bare and instrumented (the median over ``--repeat``
+interleaved pairs of processes of each one's median step) and their ratio, the peak
 host memory (max RSS) of each process and the difference, and the bytes the recording
 wrote to the run directory per step (no checkpoints are saved in either). Also the cost
 of one full-depth fingerprint (every byte, as at a checkpoint or a resume) of the state.
@@ -38,9 +40,17 @@ REPO = Path(__file__).resolve().parent.parent
 FEATURES, BATCH, LAYERS = 256, 32, 4
 
 
+def _params(width: int) -> int:
+    # An input layer, LAYERS - 1 square layers and a one-unit output layer, with biases.
+    return FEATURES * width + width + (LAYERS - 1) * (width * width + width) + width + 1
+
+
 def _width(millions: float) -> int:
-    # LAYERS square layers of width w hold about LAYERS * w**2 parameters.
-    return int((millions * 1e6 / LAYERS) ** 0.5)
+    """The width whose MLP has about ``millions`` million parameters."""
+    width = int((millions * 1e6 / (LAYERS - 1)) ** 0.5)
+    while _params(width) > millions * 1e6 and width > 1:
+        width -= 1
+    return width
 
 
 DEVICE = "cpu"
@@ -77,30 +87,28 @@ def _batches(steps: int):  # type: ignore[no-untyped-def]
 def _run_plain(millions: float, steps: int, instrumented: bool, out: Path) -> list[float]:
     import torch
 
-    from workers.fingerprint import sampled, tensor_digest, tensor_norm
-    from workers.state_record import StateRecorder, state_groups
+    from workers.plain import hooks
+    from workers.wrap.config import WrapConfig
 
+    if instrumented:  # the zero-code hooks of ``stop-and-go run`` on a plain loop, as in a reference run
+        config = WrapConfig(label="continuous", mode="continuous", metadata_dir=str(out), ckpt_dir=str(out))
+        run = hooks.install(config, str(out))
     model = _model(millions)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    recorder = StateRecorder(out, "bench", 0)
     times = []
-    for step, (x, y) in enumerate(_batches(steps), start=1):
+    for x, y in _batches(steps):
         start = time.perf_counter()
         loss = torch.nn.functional.mse_loss(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if instrumented:
-            groups = state_groups(model, [optimizer])
-            with sampled():
-                tensors = {group: [t for _, t in named] for group, named in groups.items()}
-                record = {group: (tensor_digest(ts), tensor_norm(ts)) for group, ts in tensors.items()}
-                recorder.record(step, groups)
-            with (out / "trajectory.jsonl").open("a") as trajectory:
-                trajectory.write(json.dumps({"step": step, "loss": loss.item(), **record}) + "\n")
         _sync()
         times.append(time.perf_counter() - start)
-    if instrumented:  # as at a checkpoint save or a resume: every byte, on the same state
+    if instrumented:
+        run.recorder.settle()
+        run.recorder.flush()
+        hooks.stand_down()
+        # As at a checkpoint save or a resume: every byte, on the same state.
         FULL_S["s"] = _full_fingerprint_s(model, optimizer)
     return times
 
@@ -191,7 +199,8 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1,25,100", help="model sizes, millions of parameters")
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=3, help="bare/instrumented pairs per row (medians of medians)")
     parser.add_argument("--only", choices=["lightning", "plain"])
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU path")
     args = parser.parse_args()
@@ -202,12 +211,17 @@ def main() -> int:
     for kind in kinds:
         for size in (float(s) for s in args.sizes.split(",")):
             # Interleaved and repeated: a run's neighbours on a busy machine affect both alike.
-            bare, instr = _measure(kind, size, args.steps, False), _measure(kind, size, args.steps, True)
+            bares, instrs = [], []
+            for _ in range(args.repeat):
+                bares.append(_measure(kind, size, args.steps, False))
+                instrs.append(_measure(kind, size, args.steps, True))
             skip = 2  # the first steps allocate the optimizer state and warm the allocator
-            t_bare = statistics.median(bare["times"][skip:])
-            t_instr = statistics.median(instr["times"][skip:])
-            w = _width(size)
-            params = f"{(FEATURES * w + w + (LAYERS - 1) * (w * w + w) + w + 1) / 1e6:.1f}M"
+            t_bare = statistics.median(statistics.median(b["times"][skip:]) for b in bares)
+            t_instr = statistics.median(statistics.median(i["times"][skip:]) for i in instrs)
+            bare, instr = bares[-1], instrs[-1]
+            bare["peak_mb"] = statistics.median(b["peak_mb"] for b in bares)
+            instr["peak_mb"] = statistics.median(i["peak_mb"] for i in instrs)
+            params = f"{_params(_width(size)) / 1e6:.1f}M"
             full = f"{instr['full_s']:.3f} s" if instr["full_s"] is not None else "-"
             print(
                 f"{kind:<10}{params:>8}  {t_bare * 1e3:>8.1f}ms {t_instr * 1e3:>8.1f}ms {t_instr / t_bare:>6.3f}  "

@@ -36,7 +36,7 @@ GPU_FILES="$(echo "$GPU_TESTS" | cut -d: -f1 | sort -u | tr '\n' ' ')"
 # The steps: a name, a time limit (s) and a command line.
 STEPS=(
     "gpu-tests|300|$PY -m pytest -m gpu -q -rs -p no:cacheprovider $GPU_FILES"
-    "recording|150|$PY benchmarks/recording_cost.py --device cuda --sizes 25,300 --steps 12"
+    "recording|150|$PY benchmarks/recording_cost.py --device cuda --sizes 25,300 --steps 12 --repeat 1"
     "overhead|60|$PY benchmarks/overhead.py"
     "speed|150|$PY benchmarks/speed.py"
 )

@@ -138,3 +138,22 @@ def test_on_a_gpu_the_fingerprints_stay_on_the_device_and_match_the_cpu_ones() -
         fp.tensor_digest([big])
         fp.tensor_norm([big])
     assert psutil.Process().memory_info().rss - rss < 64 << 20  # nothing of its size came to the host
+
+
+def test_a_sharded_tensor_is_fingerprinted_by_this_rank_s_shard(tmp_path: Path) -> None:
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        mesh = init_device_mesh("cpu", (1,))
+        local = torch.randn(64, 8)
+        sharded = distribute_tensor(local, mesh, [Shard(0)])  # FSDP2's parameters are such DTensors
+        assert fp.full_digest([sharded]) == fp.full_digest([local])
+        assert fp.tensor_norm([sharded]) == pytest.approx(fp.tensor_norm([local]), rel=1e-12)
+        with fp.sampled():
+            assert fp.tensor_digest([sharded]) == fp.tensor_digest([local])
+    finally:
+        dist.destroy_process_group()

@@ -48,19 +48,12 @@ from workers.checkpoints import (
     steps_per_epoch,
     validates_on_checkpoint_steps,
 )
+from workers.errors import ResumeMismatchError, StopAndGoException
 from workers.fingerprint import sampled
 from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
 from workers.state_record import StateRecorder, state_groups
 from workers.stop_plan import StopPlanError, kill_step_not_reached, resolve_kill_at
-
-
-class StopAndGoException(Exception):
-    """Raised to end the stop run once its checkpoint and metadata are saved."""
-
-
-class ResumeMismatchError(AssertionError):
-    """The resumed state differs from the state saved at the stop checkpoint."""
 
 
 class MetadataSaveCallback(Callback):

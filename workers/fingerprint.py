@@ -68,6 +68,8 @@ def per_tensor_samples(count: int) -> int:
 
 def _flat(tensor: torch.Tensor) -> torch.Tensor:
     tensor = tensor.detach()
+    if hasattr(tensor, "to_local"):  # a DTensor (FSDP2, tensor parallel): this rank's shard
+        tensor = tensor.to_local()
     if tensor.is_complex():
         tensor = torch.view_as_real(tensor)
     return tensor.reshape(-1)  # a view for the contiguous tensors parameters and moments are
@@ -112,12 +114,15 @@ def samples(tensors: Sequence[torch.Tensor], k: int) -> list[torch.Tensor]:
 
 
 def _header(tensor: torch.Tensor) -> bytes:
+    if hasattr(tensor, "to_local"):  # the local shard's shape: what this rank holds
+        tensor = tensor.to_local()
     return f"{tensor.dtype}{tuple(tensor.shape)}".encode()
 
 
-def _bytes(values: torch.Tensor) -> bytes:
+def _bytes(values: torch.Tensor) -> memoryview:
+    # A view of the bytes, no copy (hashlib reads any buffer).
     values = values.contiguous()
-    return values.view(_INT_VIEWS[values.element_size()]).numpy().tobytes()
+    return memoryview(values.view(_INT_VIEWS[values.element_size()]).numpy())
 
 
 def _position_weights(device: torch.device) -> torch.Tensor:
@@ -218,7 +223,7 @@ def tensor_norm(tensors: Iterable[torch.Tensor]) -> float:
         total = 0.0
         for tensor, values in zip(floats, samples(floats, k), strict=True):
             if values.numel():
-                total += float(values.double().pow(2).sum()) * tensor.numel() / values.numel()
+                total += float(values.double().pow(2).sum()) * _flat(tensor).numel() / values.numel()
         return math.sqrt(total)
     parts = [_full_sum_of_squares(t) for t in floats]
     by_device: dict[torch.device, list[torch.Tensor]] = defaultdict(list)

@@ -26,17 +26,19 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightning.pytorch as pl
 import torch
 
 from orchestrator.protocol import ledger_path, write_json_atomic
 
+if TYPE_CHECKING:  # plain PyTorch loops record batches too, without Lightning
+    import lightning.pytorch as pl
+
 SAMPLE_ID_KEYS = ("idx", "index", "indices", "sample_id", "sample_ids", "ids")
 
 
-def batch_sample_ids(module: pl.LightningModule, batch: Any) -> list[Any] | None:
+def batch_sample_ids(module: torch.nn.Module, batch: Any) -> list[Any] | None:
     """The sample ids of ``batch``: the module's ``batch_sample_ids(batch)`` or an id key."""
     hook = getattr(module, "batch_sample_ids", None)
     if callable(hook):
@@ -116,30 +118,40 @@ class BatchRecorder:
         self.entries: list[dict[str, Any]] = []
 
     def record(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        """Adds one training batch (call before the batch is trained)."""
+        """Adds one training batch of a Lightning run (call before the batch is trained)."""
+        self.add(trainer.global_step, trainer.current_epoch, batch_idx, module, batch)
+
+    def add(self, step: int, epoch: int, batch_idx: int, module: torch.nn.Module, batch: Any) -> None:
+        """Adds one training batch: ``step`` optimizer steps were done before it."""
         ids = batch_sample_ids(module, batch)
         # An empty list is an answer (a model-parallel peer counts no samples of its own); only
         # a batch with no ids at all is identified by its content.
         self.entries.append(
             {
-                "step": trainer.global_step,  # steps done before this batch
-                "epoch": trainer.current_epoch,
+                "step": step,
+                "epoch": epoch,
                 "batch_idx": batch_idx,
                 "ids": content_sample_ids(batch) if ids is None else ids,
                 "hash": batch_hash(batch),
             }
         )
 
+    def micro_batches(self) -> int:
+        """How many batches went into the step of the last one (counted from the batches)."""
+        last = self.entries[-1] if self.entries else {}
+        count = 0
+        for entry in reversed(self.entries):
+            if entry["step"] != last.get("step"):
+                break
+            count += 1
+        return count
+
     def step_facts(self, trainer: pl.Trainer, batch_idx: int) -> dict[str, Any]:
         """The facts of the batch that just ended, for the trajectory entry of its step."""
         last = self.entries[-1] if self.entries else {}
         accumulate = max(1, int(trainer.accumulate_grad_batches))
         # Micro-batches that went into this optimizer step, counted by us, not by Lightning.
-        micro_batches = 0
-        for entry in reversed(self.entries):
-            if entry["step"] != last.get("step"):
-                break
-            micro_batches += 1
+        micro_batches = self.micro_batches()
         return {
             "batch_sample_ids": last.get("ids"),
             "batch_hash": last.get("hash"),

@@ -31,17 +31,19 @@ from __future__ import annotations
 import hashlib
 import pickle
 import random
-from collections.abc import Callable, Mapping
-from typing import Any, TypedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from workers.fingerprint import DIGEST_CHARS, exact_digest, tensor_digest, tensor_norm
 from workers.state_record import optimizer_state
 
-MetricsFn = Callable[[pl.Trainer, pl.LightningModule], Any]
+if TYPE_CHECKING:  # the plain PyTorch adapter (workers.plain) uses these metrics without Lightning
+    import lightning.pytorch as pl
+
+MetricsFn = Callable[["pl.Trainer", "pl.LightningModule"], Any]
 """A metrics producing function: ``fn(trainer, module) -> value``."""
 
 
@@ -102,21 +104,31 @@ def get_optimizer_state_norm(trainer: pl.Trainer, module: pl.LightningModule) ->
     return tensor_norm(_optimizer_state_tensors(trainer))
 
 
+def learning_rates(optimizers: Iterable[torch.optim.Optimizer]) -> list[float]:
+    """The learning rate of every param group of every optimizer, in order."""
+    return [_plain(group["lr"]) for optimizer in optimizers for group in optimizer.param_groups]
+
+
 def get_learning_rates(trainer: pl.Trainer, module: pl.LightningModule) -> list[float]:
     """The learning rate of every param group of every optimizer, in order."""
-    return [group["lr"] for optimizer in trainer.optimizers for group in optimizer.param_groups]
+    return learning_rates(trainer.optimizers)
 
 
 OPTIMIZER_HPARAMS = ("momentum", "betas", "dampening", "weight_decay")
 
 
-def get_optimizer_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> list[dict[str, Any]]:
+def optimizer_hparams(optimizers: Iterable[torch.optim.Optimizer]) -> list[dict[str, Any]]:
     """Momentum, betas, dampening and weight decay of every param group (those it has)."""
     return [
         {key: group[key] for key in OPTIMIZER_HPARAMS if key in group}
-        for optimizer in trainer.optimizers
+        for optimizer in optimizers
         for group in optimizer.param_groups
     ]
+
+
+def get_optimizer_hparams(trainer: pl.Trainer, module: pl.LightningModule) -> list[dict[str, Any]]:
+    """Momentum, betas, dampening and weight decay of every param group (those it has)."""
+    return optimizer_hparams(trainer.optimizers)
 
 
 def _plain(value: Any) -> Any:
@@ -134,13 +146,14 @@ def _plain(value: Any) -> Any:
     return None
 
 
+def scheduler_states(schedulers: Iterable[Any]) -> list[dict[str, Any]]:
+    """Each LR scheduler's state dict, without functions (``last_epoch``, ``_step_count``, ...)."""
+    return [_plain(scheduler.state_dict()) or {} for scheduler in schedulers]
+
+
 def get_lr_scheduler_state(trainer: pl.Trainer, module: pl.LightningModule) -> list[dict[str, Any]]:
     """Every LR scheduler's state dict, without functions (``last_epoch``, ``_step_count``, ...)."""
-    states = []
-    for config in trainer.lr_scheduler_configs:
-        state = _plain(config.scheduler.state_dict()) or {}
-        states.append(state)
-    return states
+    return scheduler_states(config.scheduler for config in trainer.lr_scheduler_configs)
 
 
 # -- random number generators ---------------------------------------------------------------
@@ -170,6 +183,18 @@ def get_rng_torch(trainer: pl.Trainer, module: pl.LightningModule) -> str:
 def get_rng_cuda(trainer: pl.Trainer, module: pl.LightningModule) -> str:
     """A digest of every CUDA device's generator state."""
     return exact_digest(torch.cuda.get_rng_state_all())
+
+
+def rng_digests() -> dict[str, str]:
+    """The digests of the global random generators, by metric name (``rng_cuda`` where CUDA is)."""
+    digests = {
+        "rng_python": get_rng_python(None, None),  # type: ignore[arg-type]
+        "rng_numpy": get_rng_numpy(None, None),  # type: ignore[arg-type]
+        "rng_torch": get_rng_torch(None, None),  # type: ignore[arg-type]
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        digests["rng_cuda"] = get_rng_cuda(None, None)  # type: ignore[arg-type]
+    return digests
 
 
 def get_grad_scaler_scale(trainer: pl.Trainer, module: pl.LightningModule) -> float | None:

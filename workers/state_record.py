@@ -16,7 +16,6 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from orchestrator.protocol import write_json_atomic
@@ -26,13 +25,17 @@ from workers.fingerprint import per_tensor_samples, samples
 Named = list[tuple[str, torch.Tensor]]
 
 
-def optimizer_state(optimizers: Iterable[torch.optim.Optimizer], module: torch.nn.Module | None = None) -> Named:
+def optimizer_state(
+    optimizers: Iterable[torch.optim.Optimizer], module: torch.nn.Module | None = None, weights: Named | None = None
+) -> Named:
     """Every optimizer's per-parameter state (moments, step counts), named, in checkpoint order.
 
     Parameters in their groups' order, each state's keys sorted; a non-tensor value (a
-    plain ``step`` number) as a 0-d float64 tensor.
+    plain ``step`` number) as a 0-d float64 tensor. Parameters are named after ``module``'s
+    (or the named ``weights``), else by their place in their group.
     """
-    names = {id(p): name for name, p in module.named_parameters()} if module is not None else {}
+    named = weights if weights is not None else list(module.named_parameters()) if module is not None else []
+    names = {id(p): name for name, p in named}
     found: Named = []
     for i, optimizer in enumerate(optimizers):
         for group in optimizer.param_groups:
@@ -46,13 +49,22 @@ def optimizer_state(optimizers: Iterable[torch.optim.Optimizer], module: torch.n
     return found
 
 
-def state_groups(module: torch.nn.Module, optimizers: Iterable[torch.optim.Optimizer]) -> dict[str, Named]:
-    """The rank's state tensors in the three groups the digests cover: weights, buffers, optimizer."""
-    return {
-        "weights": list(module.named_parameters()),
-        "buffers": list(module.named_buffers()),
-        "optimizer": optimizer_state(optimizers, module),
-    }
+def state_groups(
+    module: torch.nn.Module | Sequence[torch.nn.Module], optimizers: Iterable[torch.optim.Optimizer]
+) -> dict[str, Named]:
+    """The rank's state tensors in the three groups the digests cover: weights, buffers, optimizer.
+
+    With several modules (a plain loop's generator and discriminator, say), each one's
+    names get its place as a prefix (``0:net.weight``).
+    """
+    modules = [module] if isinstance(module, torch.nn.Module) else list(module)
+
+    def prefixed(i: int, name: str) -> str:
+        return name if len(modules) == 1 else f"{i}:{name}"
+
+    weights = [(prefixed(i, n), p) for i, m in enumerate(modules) for n, p in m.named_parameters()]
+    buffers = [(prefixed(i, n), b) for i, m in enumerate(modules) for n, b in m.named_buffers()]
+    return {"weights": weights, "buffers": buffers, "optimizer": optimizer_state(optimizers, weights=weights)}
 
 
 class StateRecorder:
@@ -61,6 +73,7 @@ class StateRecorder:
     def __init__(self, metadata_dir: str | os.PathLike[str], phase: str, rank: int) -> None:
         self.directory: Path = samples_dir(metadata_dir, phase, rank)
         self.layouts: list[tuple[tuple[str, ...], tuple[int, ...]]] = []
+        self._buffer: torch.Tensor | None = None
 
     def record(self, step: int, groups: dict[str, Named]) -> None:
         """Appends the samples of every group's tensors after ``step``."""
@@ -78,6 +91,15 @@ class StateRecorder:
             write_json_atomic(
                 layouts_path(self.directory), [{"names": list(n), "sizes": list(s)} for n, s in self.layouts]
             )
-        values = np.concatenate([p.double().numpy() for p in parts]) if parts else np.zeros(0)
+        # One float64 buffer, reused: a step allocates nothing of the record's size (allocations
+        # between the training step's large ones change glibc's heap reuse and slow the step).
+        total = sum(layout[1])
+        if self._buffer is None or self._buffer.numel() < total:
+            self._buffer = torch.empty(max(total, 1), dtype=torch.float64)
+        offset = 0
+        for part in parts:
+            self._buffer[offset : offset + part.numel()].copy_(part.reshape(-1))
+            offset += part.numel()
         with open(records_path(self.directory), "ab") as out:
-            out.write(record_header(step, self.layouts.index(layout), values.size) + values.astype("<f8").tobytes())
+            out.write(record_header(step, self.layouts.index(layout), total))
+            out.write(memoryview(self._buffer[:total].numpy()))  # little-endian float64 (x86, ARM)

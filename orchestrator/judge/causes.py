@@ -5,7 +5,8 @@ Data, not code: each entry names the metrics it matches, optionally where they w
 ``duplicated``, ``skipped`` ...; cadence: ``shift``, ``extra`` ...) and one named test
 (``TESTS`` in ``orchestrator.judge.diagnosis``) on the values. ``orchestrator.judge.diagnosis``
 tries the entries in this order on the earliest findings; the first that matches names the
-root cause. The ``id`` is what a mutant declares as ``EXPECTED_CAUSE``.
+root cause. The ``id`` is what a mutant declares as ``EXPECTED_CAUSE``. ``fix_plain``, where
+given, replaces ``fix`` for a plain PyTorch loop (no Lightning hooks to point at).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ CATALOG: list[dict[str, Any]] = [
         "stop were trained again",
         "fix": "Lightning restarts a non-stateful loader's epoch on resume; use a stateful loader (torchdata "
         "StatefulDataLoader) or the kit's resumable loader from `workers`",
+        "fix_plain": "a DataLoader has no position to save: use torchdata's StatefulDataLoader (with a "
+        "StatefulDistributedSampler under DDP), save each rank's loader.state_dict() with the checkpoint and "
+        "load it before iterating",
     },
     {
         "id": "sampler_epoch_ahead",
@@ -90,6 +94,8 @@ CATALOG: list[dict[str, Any]] = [
         "cause": "RNG saved from rank 0 only: every rank resumed with rank 0's random state",
         "fix": "save each rank's RNG state (per-rank files, or gather all ranks' states into the checkpoint) "
         "and restore rank r's state on rank r; the kit's workers.RngStateCallback does both",
+        "fix_plain": "save each rank's torch.get_rng_state() (and numpy's, python's, CUDA's where used) in a "
+        "per-rank file of the checkpoint, and restore rank r's state on rank r",
     },
     {
         "id": "rng_not_restored",
@@ -98,6 +104,9 @@ CATALOG: list[dict[str, Any]] = [
         "and sampling draw other numbers after the resume)",
         "fix": "add the kit's workers.RngStateCallback to the Trainer (every rank's torch/numpy/python/CUDA "
         "state, weights_only-safe), or save and restore them yourself in on_save/on_load_checkpoint",
+        "fix_plain": "save every rank's generator states with the checkpoint (torch.get_rng_state(), "
+        "torch.cuda.get_rng_state_all(), numpy's and python's where used) and restore them after loading, "
+        "after anything else that draws (building the model, creating the loader's iterator)",
     },
     {
         "id": "scheduler_off_by_one",
@@ -114,6 +123,7 @@ CATALOG: list[dict[str, Any]] = [
         "cause": "the LR scheduler was not restored: the resumed run starts the schedule over",
         "fix": "return the scheduler from configure_optimizers (so Lightning checkpoints it), or save and "
         "load its state_dict yourself",
+        "fix_plain": "save scheduler.state_dict() with the checkpoint and load it after the optimizer's",
     },
     {
         "id": "optimizer_state_dropped",
@@ -144,6 +154,8 @@ CATALOG: list[dict[str, Any]] = [
         "where": ["resume"],
         "cause": "a buffer (EMA weights, BatchNorm statistics) is not in the state_dict: it was not restored",
         "fix": "register it with register_buffer(..., persistent=True) or save it in on_save_checkpoint",
+        "fix_plain": "register it with register_buffer(..., persistent=True) so model.state_dict() carries "
+        "it, or save and load it with the checkpoint yourself",
     },
     {
         "id": "weights_not_restored",

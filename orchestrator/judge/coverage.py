@@ -61,6 +61,16 @@ def _options(point: Mapping[str, Any]) -> dict[str, str]:
     return options
 
 
+def _plain_options() -> dict[str, str]:
+    """A plain loop's: no validations by steps, no go1 (its epochs are not known ahead): --kill-at."""
+    return {
+        MID_EPOCH: "--kill-at STEP (a step inside an epoch)",
+        AT_EPOCH_BOUNDARY: "--kill-at STEP (an epoch's last step)",
+        AFTER_EPOCH_BOUNDARY: "--kill-at STEP (a step of a later epoch)",
+        AT_ACCUMULATION_BOUNDARY: "gradient accumulation in the script",
+    }
+
+
 def coverage(stops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The coverage section of the report (JSON-ready) from the run's stop records.
 
@@ -68,6 +78,7 @@ def coverage(stops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     [{"situation", "option"}]}``; ``resume_points`` is empty when no sentinel carried a
     resume point (a torn-save stop, an older worker), and nothing is claimed then.
     """
+    stops = list(stops)
     points = []
     for stop in stops:
         point = (stop.get("trigger") or {}).get("resume_point")
@@ -77,6 +88,8 @@ def coverage(stops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         return {"resume_points": [], "exercised": [], "not_exercised": []}
     exercised = set().union(*(set(p["situations"]) for p in points))
     options = _options(points[0])
+    if any((stop.get("trigger") or {}).get("instrumentation") == "plain" for stop in stops):
+        options = _plain_options()
     order = list(options)
     missing = [{"situation": s, "option": options[s]} for s in order if s not in exercised]
     if (points[0].get("accumulate_grad_batches") or 1) <= 1:
@@ -102,7 +115,8 @@ def coverage_lines(section: Mapping[str, Any]) -> list[str]:
     if not points:
         return []
     where = ", ".join(f"{p['label']}: step {p['step']} ({_place(p)})" for p in points)
-    lines = [f"coverage: resumed {where}: " + ", ".join(section["exercised"])]
+    exercised = ", ".join(section["exercised"])
+    lines = [f"coverage: resumed {where}" + (f": {exercised}" if exercised else "")]
     if section["not_exercised"]:
         lines.append(
             "  not covered: " + "; ".join(f"{m['situation']} ({m['option']})" for m in section["not_exercised"])

@@ -200,7 +200,7 @@ def _matches(
     return "test" not in entry or TESTS[entry["test"]](f, found, ctx)
 
 
-def _entry(f: Mapping[str, Any], cause: Mapping[str, Any] | None) -> dict[str, Any]:
+def _entry(f: Mapping[str, Any], cause: Mapping[str, Any] | None, plain: bool = False) -> dict[str, Any]:
     out = {k: f[k] for k in ("metric", "rank", "step", "where", "kind", "detail")}
     if cause is None:
         where = "at the resume point" if f["where"] == "resume" else f"in {f['where']}"
@@ -210,7 +210,8 @@ def _entry(f: Mapping[str, Any], cause: Mapping[str, Any] | None) -> dict[str, A
             fix=GENERIC_FIX.format(metric=f["metric"], where=f["where"]),
         )
     else:
-        out.update(cause_id=cause["id"], cause=cause["cause"], fix=cause["fix"])
+        fix = cause.get("fix_plain", cause["fix"]) if plain else cause["fix"]
+        out.update(cause_id=cause["id"], cause=cause["cause"], fix=fix)
     return out
 
 
@@ -218,7 +219,8 @@ def diagnose(verdict: Any, context: Mapping[str, Any] | None = None) -> list[dic
     """The diagnosis of a verdict, root cause first (empty when it passed).
 
     ``context`` may hold ``completed_checkpoints``: the checkpoint each stopping phase
-    completed last, in order (from its sentinel), to tell an incomplete checkpoint.
+    completed last, in order (from its sentinel), to tell an incomplete checkpoint; and
+    ``plain``: the run is a plain PyTorch loop's (fixes that name no Lightning hook).
     """
     if verdict.nondeterministic is not None:
         n = verdict.nondeterministic
@@ -250,12 +252,13 @@ def diagnose(verdict: Any, context: Mapping[str, Any] | None = None) -> list[dic
         if hit is not None:
             root, cause = hit, entry
             break
-    out = [_entry(root, cause) | {"downstream": len(found) - 1}]
+    plain = bool(ctx.get("plain"))
+    out = [_entry(root, cause, plain) | {"downstream": len(found) - 1}]
     seen = {root["metric"]}
     for f in found:
         if f["metric"] in seen or len(out) >= MAX_ENTRIES:
             continue
         seen.add(f["metric"])
         own = next((e for e in CATALOG if _matches(e, f, found, ctx)), None)
-        out.append(_entry(f, own))
+        out.append(_entry(f, own, plain))
     return out

@@ -104,8 +104,10 @@ def run_diagnosis(outcome: RunOutcome) -> list[dict[str, Any]]:
     """The verdict's diagnosis, root cause first, knowing which checkpoint each stop completed."""
     if outcome.verdict is None:
         return []
-    completed = [(stop.get("trigger") or {}).get("checkpoint_path") for stop in outcome.stops]
-    return diagnose(outcome.verdict, {"completed_checkpoints": completed})
+    triggers = [stop.get("trigger") or {} for stop in outcome.stops]
+    completed = [trigger.get("checkpoint_path") for trigger in triggers]
+    plain = any(trigger.get("instrumentation") == "plain" for trigger in triggers)
+    return diagnose(outcome.verdict, {"completed_checkpoints": completed, "plain": plain})
 
 
 def diagnosis_lines(diagnosis: list[dict[str, Any]]) -> list[str]:

@@ -23,18 +23,11 @@ from workers.backends.base import Backend
 from workers.backends.lightning import LightningBackend
 from workers.callbacks import MetricsTrajectoryCallback, RaiseAfterMetadataCallback
 from workers.checkpoints import last_saved_step
+from workers.errors import NoCheckpointError, NotResumedError
 from workers.metrics import to_jsonable
 
 # How a script's checkpointing can be changed from the command line (the fix offered).
 _FIX = "rerun with --checkpoint-every K (adds a ModelCheckpoint(every_n_train_steps=K)), or checkpoint more often"
-
-
-class NoCheckpointError(Exception):
-    """The stop phase reached no checkpoint it could stop at: the script checkpoints too rarely."""
-
-
-class NotResumedError(Exception):
-    """The go phase started training from scratch instead of from the stop's checkpoint."""
 
 
 def describe_checkpointing(trainer: pl.Trainer) -> str:

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from orchestrator.judge.compare import tolerances_from_env
 from workers.callbacks import MetadataSaveCallback, TestCheckpointIntegrityCallback
 from workers.metrics import MetricsFn, builtin_metrics
+from workers.plain import hooks as plain
 from workers.progress import ProgressCallback
 from workers.wrap.callbacks import (
     FinalStepCallback,
@@ -46,6 +47,7 @@ def callbacks() -> list[pl.Callback]:
     config = WrapConfig.from_env()
     if config is None:
         return []
+    plain.stand_down()  # a Lightning Trainer: these callbacks record the phase, not the plain-loop hooks
     trainer = trainer_being_built()
     if trainer is not None:  # fail before the script's own callbacks trip over a split run
         check_launched_world(trainer, config.label)

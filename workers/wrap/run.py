@@ -20,10 +20,10 @@ from pathlib import Path
 from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, read_phase_plan
 from orchestrator.run.boot import die_with_parent
 from orchestrator.wrap.command import CHECKPOINT, last_stop_checkpoint
-from workers.callbacks import ResumeMismatchError, StopAndGoException
+from workers.errors import NoCheckpointError, ResumeMismatchError, StopAndGoException
 from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
+from workers.plain import hooks as plain
 from workers.prewarm import wait_for_go_ahead
-from workers.wrap.callbacks import FinalStepCallback, NoCheckpointError
 from workers.wrap.config import ENV_WRAP, WrapConfig
 
 # The result status of a stop that found no checkpoint to stop at (its own exit code).
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ[ENV_PHASE_LABEL] = args.phase
     started = time.monotonic()
     exit_code = 0
+    final_step: int | None = None
     try:
-        import lightning.pytorch  # noqa: F401 - the slow import, done before a pre-warmed wait
-
+        _import_ahead(Path(script_argv[0]))  # the slow imports, done before a pre-warmed wait
         result.ready_at = time.time()
         result.go_ahead_at = wait_for_go_ahead()
         if plan.mode == PHASE_GO and any(CHECKPOINT in a for a in script_argv):
@@ -86,11 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(args.cwd)
         sys.argv = list(script_argv)
         sys.path.insert(0, str(Path(script_argv[0]).resolve().parent))
+        # A plain PyTorch loop is recorded by these hooks; they stand down for a Lightning Trainer.
+        instrumentation = plain.install(config, args.run_dir)
         try:
             runpy.run_path(script_argv[0], run_name="__main__")
         except SystemExit as err:
             if err.code not in (None, 0):
                 raise RuntimeError(f"the script exited with {err.code}") from err
+        finally:
+            if plain.active() is not None:
+                instrumentation.recorder.flush()  # what it recorded, even when the script failed
+        if plain.active() is not None:
+            final_step = instrumentation.recorder.step
+            instrumentation.checkpoints.finish()
         result.status = "ok"
     except StopAndGoException as err:
         # The stop's own end (not killed in time) or a missing resume checkpoint.
@@ -106,9 +114,33 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as err:  # noqa: BLE001 - every failure is reported, then re-exited
         record_error(result, err)
         exit_code = 1
-    finish_result(result, path, started, FinalStepCallback.final_step)
+    finish_result(result, path, started, final_step if final_step is not None else _lightning_final_step())
     stacks.close()
     return exit_code
+
+
+def _import_ahead(script: Path) -> None:
+    """Imports what the script will: torch always, Lightning where the script mentions it.
+
+    Only a head start (a pre-warmed phase waits with its imports done); a plain PyTorch
+    script's ranks are not made to import Lightning.
+    """
+    import torch  # noqa: F401
+
+    try:
+        text = script.read_text(errors="replace")
+    except OSError:
+        return
+    if "lightning" in text or "nemo" in text:
+        import lightning.pytorch  # noqa: F401
+
+
+def _lightning_final_step() -> int | None:
+    if "workers.wrap.callbacks" not in sys.modules:  # no Lightning Trainer was built
+        return None
+    from workers.wrap.callbacks import FinalStepCallback
+
+    return FinalStepCallback.final_step
 
 
 if __name__ == "__main__":

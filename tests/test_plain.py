@@ -1,0 +1,118 @@
+"""Zero code for plain PyTorch loops: ``python -m orchestrator run -- SCRIPT`` on a DDP script, no Lightning.
+
+``tests/scripts/ddp_train.py`` is written as a user writes it (BioNeMo's native recipes'
+shape: ``step_N/checkpoint.pt`` plus a loader file per rank, resume from the highest
+``step_*``); the tool's hooks (``workers.plain``) see its steps, batches, losses, saves and
+loads. Each run serves several assertions; they go in the background lane.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from orchestrator.exit_codes import ExitCode
+from tests.conftest import Run, assert_nothing_left, background_orchestrator_run
+
+DDP = Path(__file__).resolve().parent / "scripts" / "ddp_train.py"
+FSDP2 = Path(__file__).resolve().parent / "scripts" / "fsdp2_train.py"
+
+
+def _run(*argv: str):  # type: ignore[no-untyped-def]
+    return lambda out: [sys.executable, "-m", "orchestrator", "run", "--run-dir", str(out / "run"), "--quiet", *argv]
+
+
+exact_2 = background_orchestrator_run("exact_2", _run("--nproc-per-node", "2", "--", str(DDP)))
+exact_1_epoch_end = background_orchestrator_run(
+    "exact_1_epoch_end", _run("--nproc-per-node", "1", "--kill-at", "13", "--", str(DDP))
+)
+fsdp2_dcp = background_orchestrator_run("fsdp2_dcp", _run("--nproc-per-node", "2", "--", str(FSDP2)))
+rng_lost = background_orchestrator_run("rng_lost", _run("--nproc-per-node", "1", "--", str(DDP), "--no-save-rng"))
+plain_loader = background_orchestrator_run(
+    "plain_loader", _run("--nproc-per-node", "1", "--", str(DDP), "--loader", "plain")
+)
+never_saves = background_orchestrator_run(
+    "never_saves", _run("--nproc-per-node", "1", "--no-reference", "--", str(DDP), "--save-every", "100")
+)
+no_resume = background_orchestrator_run(
+    "no_resume", _run("--nproc-per-node", "1", "--no-reference", "--go-args=--no-resume", "--", str(DDP))
+)
+
+
+def test_a_ddp_script_that_resumes_exactly_verifies_on_two_ranks(exact_2: Run) -> None:
+    run = exact_2
+    assert run.returncode == ExitCode.VERIFIED, run.stderr + run.stdout[-3000:]
+    report = run.report
+    # The first checkpoint: rank 0's step_4/checkpoint.pt and both ranks' loader files.
+    sentinel = report["sentinel"]
+    assert sentinel["step"] == 4 and Path(sentinel["checkpoint_path"]).name == "step_4"
+    assert sentinel["instrumentation"] == "plain"
+    checked = {c["metric"] for c in report["verdict"]["resume_checks"]}
+    assert {"weights_digest", "optimizer_state_digest", "lr_scheduler_state", "learning_rates", "rng_torch"} <= checked
+    assert {c["rank"] for c in report["verdict"]["resume_checks"]} == {0, 1}
+    assert report["verdict"]["go_vs_reference"]["steps"] == list(range(5, 17))
+    metadata = Path(report["stops"][0]["metadata_dir"])
+    saved = {r: json.loads((metadata / "metadata" / "step4" / f"rank{r}.json").read_text()) for r in (0, 1)}
+    assert saved[0]["depth"] == saved[1]["depth"] == "full"  # both ranks saved their loader files
+    entry = json.loads((metadata / "trajectory" / "go" / "rank1.json").read_text())["entries"][0]
+    assert entry["step"] == 5 and entry["metrics"]["epoch"] == 0 and entry["metrics"]["train_loss"] > 0
+    assert "resume verified" in run.stdout
+    assert_nothing_left(run.run_dir)
+
+
+def test_a_resume_at_an_epoch_boundary_with_kill_at_verifies_on_one_rank(exact_1_epoch_end: Run) -> None:
+    run = exact_1_epoch_end
+    assert run.returncode == ExitCode.VERIFIED, run.stderr + run.stdout[-3000:]
+    sentinel = run.report["sentinel"]
+    assert (sentinel["stopped_at"], sentinel["step"]) == (13, 12)  # the last checkpoint before the stop
+    assert sentinel["resume_point"]["epoch"] == 1 and sentinel["resume_point"]["batch_in_epoch"] == 0
+    assert "at an epoch boundary" in run.stdout
+
+
+def test_an_fsdp2_script_checkpointed_with_dcp_verifies_on_two_ranks(fsdp2_dcp: Run) -> None:
+    run = fsdp2_dcp
+    assert run.returncode == ExitCode.VERIFIED, run.stderr + run.stdout[-3000:]
+    report = run.report
+    assert Path(report["sentinel"]["checkpoint_path"]).name == "step_4"  # the DCP directory
+    metadata = Path(report["stops"][0]["metadata_dir"])
+    saved = [json.loads((metadata / "metadata" / "step4" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    for rank, data in enumerate(saved):  # the DCP save and the rank's own loader file
+        assert sorted(Path(f).name for f in data["files"]) == [f"loader_rank_{rank}.pt", "step_4"]
+    # Each rank fingerprints its own shards of the weights (DTensor.to_local()): they differ.
+    assert saved[0]["metrics"]["weights_digest"] != saved[1]["metrics"]["weights_digest"]
+    assert report["verdict"]["go_vs_reference"]["steps"] == list(range(5, 13))
+
+
+def test_dropout_without_the_rng_in_the_checkpoint_names_the_rng_first(rng_lost: Run) -> None:
+    run = rng_lost
+    assert run.returncode == ExitCode.MISMATCH, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert (root["metric"], root["where"], root["cause_id"]) == ("rng_torch", "resume", "rng_not_restored")
+    assert "torch.get_rng_state()" in root["fix"] and "Callback" not in root["fix"]  # no Lightning advice
+
+
+def test_a_plain_dataloader_restarts_its_epoch_and_the_data_finding_comes_first(plain_loader: Run) -> None:
+    run = plain_loader
+    assert run.returncode == ExitCode.MISMATCH, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert root["cause_id"] == "sampler_restart" and root["step"] == 5
+    assert "StatefulDataLoader" in root["fix"]
+    assert any(p.startswith("data:") for p in run.report["verdict"]["failures"])
+
+
+def test_a_script_that_saves_no_checkpoint_during_training_exits_10(never_saves: Run) -> None:
+    run = never_saves
+    assert run.returncode == ExitCode.NO_CHECKPOINT, run.stderr + run.stdout[-3000:]
+    assert "training ended at step 16 and it saved no checkpoint" in run.stderr
+    assert_nothing_left(run.run_dir)
+
+
+def test_a_go_that_loads_nothing_fails_at_once_saying_so(no_resume: Run) -> None:
+    run = no_resume
+    assert run.returncode == ExitCode.GO_FAILED, run.stderr + run.stdout[-3000:]
+    assert "started training without loading the stop's checkpoint" in run.stderr
+    assert "step_4 (it loaded nothing)" in run.stderr
+    go = json.loads((run.run_dir / "results" / "go" / "rank0.json").read_text())
+    assert go["final_step"] is None  # it failed at its first batch, not after training
+    assert_nothing_left(run.run_dir)
