@@ -35,6 +35,9 @@ plain_loader = background_orchestrator_run(
 never_saves = background_orchestrator_run(
     "never_saves", _run("--nproc-per-node", "1", "--no-reference", "--", str(DDP), "--save-every", "100")
 )
+torn_latest = background_orchestrator_run(
+    "torn_latest", _run("--nproc-per-node", "1", "--no-reference", "--kill-during-save", "--", str(DDP))
+)
 no_resume = background_orchestrator_run(
     "no_resume", _run("--nproc-per-node", "1", "--no-reference", "--go-args=--no-resume", "--", str(DDP))
 )
@@ -115,4 +118,16 @@ def test_a_go_that_loads_nothing_fails_at_once_saying_so(no_resume: Run) -> None
     assert "step_4 (it loaded nothing)" in run.stderr
     go = json.loads((run.run_dir / "results" / "go" / "rank0.json").read_text())
     assert go["final_step"] is None  # it failed at its first batch, not after training
+    assert_nothing_left(run.run_dir)
+
+
+def test_a_latest_checkpoint_logic_that_picks_a_torn_checkpoint_is_named(torn_latest: Run) -> None:
+    # Killed once step_8/checkpoint.pt was closed, before step_8/dataloader_rank_0.pt: the script
+    # resumes from the highest step_* directory, the torn one.
+    run = torn_latest
+    assert run.returncode == ExitCode.GO_FAILED, run.stderr + run.stdout[-3000:]
+    marker = json.loads((run.run_dir / "sentinels" / "stop.json").read_text())
+    assert Path(marker["path"]).name == "step_8" and Path(marker["checkpoint_path"]).name == "step_4"
+    assert "the checkpoint the stop was killed while writing" in run.stderr
+    assert "step_8" in run.stderr and "completion marker" in run.stderr
     assert_nothing_left(run.run_dir)

@@ -253,7 +253,7 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     for argv, needle in (
         ([], "needs the script after --"),
         (["--", str(tmp_path / "missing.py")], "script not found"),
-        (["--kill-during-save", "--", str(PLAIN)], "does not apply"),
+        (["--calibrate", "--", str(PLAIN)], "does not apply"),
         (["--", str(PLAIN), "--resume", "{checkpoint}"], "belongs in --go-args"),
     ):
         run = run_script(tmp_path / "run", *argv, timeout=60)

@@ -21,3 +21,7 @@ class NoCheckpointError(Exception):
 
 class NotResumedError(Exception):
     """The go phase started training from scratch instead of from the stop's checkpoint."""
+
+
+class TornCheckpointError(Exception):
+    """Go loads from the checkpoint the stop was killed while writing (``--kill-during-save``)."""

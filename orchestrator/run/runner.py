@@ -317,7 +317,9 @@ class Orchestrator:
         data = self._wait_for_stop(proc, record, plan)
         detected = time.time()
         if plan.kill_during_save:
-            message = f"{plan.label}: {data['path']} half written ({data['bytes_written']} of {data['bytes']} bytes)"
+            closed = data.get("files_written")  # a plain script's checkpoint: its files (workers.plain.saves)
+            how = f"{len(closed)} file(s) closed" if closed else f"{data['bytes_written']} of {data['bytes']} bytes"
+            message = f"{plan.label}: {data['path']} half written ({how})"
             sentinel = None
             written_at = float(data["written_at"])
         else:

@@ -29,11 +29,11 @@ examples:
   stop-and-go run --go-args '--ckpt_path {checkpoint}' -- train_cli.py fit --trainer.max_steps 12
   stop-and-go run --nproc-per-node 1 -- train.py --resume-from-last
 
-every option of `python -m orchestrator --help` applies too (not --calibrate, --kill-during-save,
---harness, --go-nproc-per-node)."""
+every option of `python -m orchestrator --help` applies too (not --calibrate, --harness,
+--go-nproc-per-node; --kill-during-save only for a plain PyTorch script)."""
 
 # Spec-run options that make no sense for a script, refused with a clear message.
-_REFUSED = ("--calibrate", "--kill-during-save", "--harness", "--go-nproc-per-node")
+_REFUSED = ("--calibrate", "--harness", "--go-nproc-per-node")
 
 
 def build_parser() -> argparse.ArgumentParser:

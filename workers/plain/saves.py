@@ -36,11 +36,18 @@ from orchestrator.protocol import (
     RunLayout,
     Sentinel,
     read_json,
+    saving_marker_path_for,
     sentinel_path_for,
     wait_for_kill_s_from_env,
     write_json_atomic,
 )
-from workers.errors import NoCheckpointError, NotResumedError, ResumeMismatchError, StopAndGoException
+from workers.errors import (
+    NoCheckpointError,
+    NotResumedError,
+    ResumeMismatchError,
+    StopAndGoException,
+    TornCheckpointError,
+)
 from workers.fingerprint import sampled
 from workers.metrics import rng_digests
 from workers.plain.steps import StepRecorder
@@ -128,10 +135,24 @@ class Checkpoints:
             self.group.futures.append(future)
         else:
             _fsync(path)
+        if self.config.kill_during_save and self.checkpoints and self.group.step > max(self.checkpoints):
+            self._killed_while_saving(path, future)
 
     def loading(self, path: str) -> None:
-        """The script reads ``path`` (a file or a DCP directory)."""
-        self.loaded.append(str(Path(path).resolve()))
+        """The script reads ``path`` (a file or a DCP directory); never from a torn checkpoint."""
+        resolved = str(Path(path).resolve())
+        self.loaded.append(resolved)
+        if self.config.mode != "go":
+            return
+        for marker in self._sentinels():
+            if marker.get("torn") and _within(resolved, str(marker["path"])):
+                raise TornCheckpointError(
+                    f"{self.config.label}: the script loads from {marker['path']}, the checkpoint the stop was "
+                    f"killed while writing ({len(marker.get('files_written') or [])} file(s) written), not from the "
+                    f"complete {Path(str(marker.get('checkpoint_path'))).name}; fix its latest-checkpoint logic: "
+                    "trust a directory only once a completion marker written last is in it, or write under a "
+                    "temporary name and rename when complete"
+                )
 
     # -- step boundaries ---------------------------------------------------------------------
 
@@ -143,6 +164,8 @@ class Checkpoints:
         self._complete_group()
         if step not in self.checkpoints and self._announced(step):
             self._write_metadata(step, self._entry_metrics(step), [], "sampled")
+        if self.config.kill_during_save:
+            return  # the stop ends in the second checkpoint's save (``saved``)
         if self.kill_at is not None:
             if step >= self.kill_at:
                 self._stop(step)
@@ -201,6 +224,43 @@ class Checkpoints:
 
     # -- the stop ----------------------------------------------------------------------------
 
+    def _killed_while_saving(self, path: str, future: Any) -> None:
+        """``--kill-during-save``: the second checkpoint has its first file on disk; be killed now.
+
+        The save marker names that checkpoint (torn: its other files never come) and the
+        last complete one, which a resume must start from.
+        """
+        if future is not None:
+            future.result()
+            _fsync(path)
+        assert self.group is not None
+        self.stopped = True
+        self.recorder.flush()
+        last = max(self.checkpoints)
+        complete, _ = self._checkpoint_of(last)
+        torn = str(Path(self.group.paths[0]).parent if Path(self.group.paths[0]).is_file() else self.group.paths[0])
+        written = sorted(set(self.group.paths))
+        write_json_atomic(
+            saving_marker_path_for(self.layout.root),
+            {
+                "path": torn,
+                "step": self.group.step,
+                "files_written": written,
+                "checkpoint_path": complete,
+                "resume_step": last,
+                "torn": True,
+                "written_at": time.time(),
+            },
+        )
+        self._wait_to_be_killed(self.group.step)
+
+    def _wait_to_be_killed(self, step: int) -> None:
+        timeout = wait_for_kill_s_from_env()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise StopAndGoException(f"stopped at step {step} (not killed within {timeout:g}s)")
+
     def _stop(self, stopped_at: int) -> None:
         self.stopped = True
         self.recorder.flush()
@@ -210,13 +270,10 @@ class Checkpoints:
         step = max(earlier)
         if self.rank == 0:
             self._write_sentinel(step, stopped_at)
-        timeout = wait_for_kill_s_from_env()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise StopAndGoException(f"stopped at step {stopped_at} (not killed within {timeout:g}s)")
+        self._wait_to_be_killed(stopped_at)
 
-    def _write_sentinel(self, step: int, stopped_at: int) -> None:
+    def _checkpoint_of(self, step: int) -> tuple[str, list[dict[str, Any]]]:
+        """The checkpoint of ``step`` (every rank's files' common path) and every rank's metadata."""
         deadline = time.monotonic() + PEERS_TIMEOUT_S
         paths = [self.layout.metadata(rank, step) for rank in range(self.world_size)]
         while not all(p.exists() for p in paths):
@@ -229,7 +286,10 @@ class Checkpoints:
         missing_files = [f for f in files if not Path(f).exists()]
         if not files or missing_files:
             raise StopAndGoException(f"the checkpoint of step {step} is not on disk: {missing_files or 'no files'}")
-        checkpoint = files[0] if len(files) == 1 else os.path.commonpath(files)
+        return (files[0] if len(files) == 1 else os.path.commonpath(files)), saved
+
+    def _write_sentinel(self, step: int, stopped_at: int) -> None:
+        checkpoint, saved = self._checkpoint_of(step)
         resume_point = {
             "step": step,
             "epoch": saved[0].get("epoch"),
@@ -275,6 +335,8 @@ class Checkpoints:
         saved = read_json(self.layout.metadata(self.rank, step))
         if saved is None:
             raise StopAndGoException(f"rank {self.rank} resumed at step {step}, but no metadata was saved for it")
+        if saved.get("batch_in_epoch") is not None and saved.get("epoch") == self.recorder.epoch:
+            self.recorder.batches_in_epoch = int(saved["batch_in_epoch"])  # the position continues, for coverage
         # The saved metadata names the generators the stop's steps drew from: those are compared.
         if saved.get("depth") == "full":
             resumed = {**self.recorder.state_metrics(), **rng_digests()}
@@ -300,13 +362,18 @@ class Checkpoints:
             f"rank {c.rank} {c.metric}: saved {c.expected!r}, resumed {c.actual!r}" for c in checks if not c.ok
         ]
 
+    def _sentinels(self) -> list[dict[str, Any]]:
+        """The stops' sentinels (and ``--kill-during-save``'s save markers) archived so far."""
+        found = [read_json(p) for p in sorted((self.run.root / "sentinels").glob("*.json"))]
+        return [s for s in found if s]
+
     def _last_sentinel(self) -> dict[str, Any]:
-        sentinels = [read_json(p) for p in sorted((self.run.root / "sentinels").glob("*.json"))]
-        current = read_json(self.run.sentinel)
-        found = [s for s in [*sentinels, current] if s and s.get("checkpoint_path")]
+        found = [s for s in self._sentinels() if s.get("checkpoint_path")]
         if not found:
             raise StopAndGoException(f"{self.config.label}: no stop has left a checkpoint to resume from")
-        return max(found, key=lambda s: float(s.get("written_at", 0)))
+        newest = max(found, key=lambda s: float(s.get("written_at", 0)))
+        # A save marker names its torn step; the resume starts from the complete checkpoint before it.
+        return {**newest, "step": newest.get("resume_step", newest["step"])}
 
     # -- the end -------------------------------------------------------------------------------
 

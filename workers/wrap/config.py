@@ -28,6 +28,8 @@ class WrapConfig:
     kill_at: str | None = None
     # The default scenario's go1: stop only at a checkpoint of a later epoch (coverage).
     later_epoch: bool = False
+    # --kill-during-save: kill the stop once the second checkpoint is partly on disk.
+    kill_during_save: bool = False
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from orchestrator.judge.compare import tolerances_from_env
 from workers.callbacks import MetadataSaveCallback, TestCheckpointIntegrityCallback
+from workers.errors import NoCheckpointError
 from workers.metrics import MetricsFn, builtin_metrics
 from workers.plain import hooks as plain
 from workers.progress import ProgressCallback
@@ -48,6 +49,11 @@ def callbacks() -> list[pl.Callback]:
     if config is None:
         return []
     plain.stand_down()  # a Lightning Trainer: these callbacks record the phase, not the plain-loop hooks
+    if config.kill_during_save:
+        raise NoCheckpointError(
+            f"{config.label}: --kill-during-save tears the checkpoints a plain PyTorch script writes with "
+            "torch.save or torch.distributed.checkpoint; for a Lightning Trainer use a spec (SPEC --kill-during-save)"
+        )
     trainer = trainer_being_built()
     if trainer is not None:  # fail before the script's own callbacks trip over a split run
         check_launched_world(trainer, config.label)

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         stop_after_resume=plan.stop_after_resume,
         kill_at=plan.kill_at,
         later_epoch=plan.stop_in_later_epoch,
+        kill_during_save=plan.kill_during_save,
     )
     os.environ[ENV_WRAP] = config.to_env()
     os.environ[ENV_PHASE_LABEL] = args.phase
