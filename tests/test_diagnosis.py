@@ -1,8 +1,9 @@
 """Trustworthy verdicts (issue 12): state within the noise floor, both directions, root cause first.
 
 Pure-python tests on synthetic trajectories and findings, and few real runs, each serving
-several assertions: the default spec at 3 ranks (passes; ``--bitwise`` re-judged on its
-files fails), at 4 ranks (passes), and a resume that only adds validations (fails).
+several assertions: the default spec 1024 wide (16 MB of state a rank, far above the old
+4 MB dump cap) at 3 ranks (passes; ``--bitwise`` re-judged on its files fails), at 4 ranks
+(passes), and a resume that only adds validations (fails).
 The nondeterministic spec's exit code is pinned in ``tests/test_calibrate.py``, the
 sampler-restart mutant's diagnosis in ``tests/test_mutants.py``.
 """
@@ -18,9 +19,9 @@ from orchestrator.exit_codes import ExitCode
 from orchestrator.judge.causes import CATALOG
 from orchestrator.judge.compare import MetricCheck, compare_trajectories
 from orchestrator.judge.diagnosis import diagnose
+from orchestrator.judge.state_samples import read_samples
 from orchestrator.judge.trajectory import describe
 from orchestrator.judge.verdict import judge
-from orchestrator.state_samples import read_samples
 from tests.conftest import SPECS, Run, run_orchestrator
 
 
@@ -135,7 +136,8 @@ def _state_bytes_per_rank() -> int:
 
 @pytest.fixture(scope="module")
 def three_ranks(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return run_orchestrator(WIDE_SPEC, tmp_path_factory.mktemp("ranks3") / "run", "--nproc-per-node", "3", timeout=600)
+    extra = ("--nproc-per-node", "3", "--single-stop")  # one resume judges the state at 3 ranks
+    return run_orchestrator(WIDE_SPEC, tmp_path_factory.mktemp("ranks3") / "run", *extra, timeout=600)
 
 
 def test_a_model_far_above_the_old_dump_cap_passes_at_3_ranks_and_bitwise_still_fails(three_ranks: Run) -> None:
@@ -164,7 +166,7 @@ def test_a_model_far_above_the_old_dump_cap_passes_at_3_ranks_and_bitwise_still_
 
 
 def test_a_model_far_above_the_old_dump_cap_passes_at_4_ranks(tmp_path: Path) -> None:
-    # One resume is enough to judge the state digests at 4 ranks; 3 ranks run the default scenario.
+    # One resume is enough to judge the state digests at 4 ranks.
     extra = ("--nproc-per-node", "4", "--single-stop", "--quiet")
     run = run_orchestrator(WIDE_SPEC, tmp_path / "run", *extra, timeout=600)
     assert run.returncode == ExitCode.VERIFIED, run.stdout[-3000:] + run.stderr[-3000:]

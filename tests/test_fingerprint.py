@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from orchestrator.judge.state_compare import compare_state
-from orchestrator.state_samples import read_samples, records_path, samples_dir
+from orchestrator.judge.state_samples import read_samples, records_path, samples_dir
 from workers import fingerprint as fp
 from workers.state_record import StateRecorder, state_groups
 

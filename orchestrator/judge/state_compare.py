@@ -5,7 +5,7 @@ reduction's summation order may change with the process (gloo all-reduce at 3 ra
 in an order that depends on DDP's bucket layout, which differs between a fresh and a
 resumed process; GPU kernels that are not bit-reproducible): every norm and loss matches,
 the digests do not. So the workers also record, after every step, the elements of each
-state tensor that the step's digests covered (``orchestrator.state_samples``, written by
+state tensor that the step's digests covered (``orchestrator.judge.state_samples``, written by
 ``workers.state_record``: a bounded sample of each tensor, all of a small one), and a
 digest that differs is re-judged here per tensor: ``max |go - reference|`` against
 ``atol + rtol * max |reference|``. Within it: a note, not a failure; beyond it: a failure
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from orchestrator.judge.compare import Tolerances
-from orchestrator.state_samples import read_samples
+from orchestrator.judge.state_samples import read_samples
 
 # Digest metric -> the prefix of its tensors' names in a state record.
 STATE_DIGESTS = {"weights_digest": "weights/", "buffers_digest": "buffers/", "optimizer_state_digest": "optimizer/"}

@@ -32,8 +32,23 @@ from orchestrator.protocol import (
     read_results,
     write_json_atomic,
 )
-from orchestrator.run.events import KILLED, PHASE_FINISHED, PHASE_SKIPPED, PHASE_STARTED, SENTINEL_SEEN, RunEvents
-from orchestrator.run.failures import Interrupted, RunFailed, dump_stacks, last_worker_error
+from orchestrator.run.events import (
+    KILLED,
+    PHASE_FINISHED,
+    PHASE_SKIPPED,
+    PHASE_STARTED,
+    SENTINEL_SEEN,
+    WORKER_NOTICE,
+    RunEvents,
+)
+from orchestrator.run.failures import (
+    Interrupted,
+    RunFailed,
+    died_after_training,
+    dump_stacks,
+    raise_spec_error,
+    worker_failure,
+)
 from orchestrator.run.gpu import wait_for_gpu_release
 from orchestrator.run.launcher import Launcher, LocalTorchrunLauncher, PhaseHandle
 from orchestrator.run.multinode import MultiNodeLauncher
@@ -155,9 +170,9 @@ class Orchestrator:
                 reference_dir,
                 resumed_labels=[p.label for p in plans if p.mode == PHASE_GO],
                 stopping_labels=[p.label for p in plans[:-1]],
-                tolerances={**_tolerances(go_results), **(self.options.tolerances or {})},
+                tolerances={**_merged(go_results, "tolerances"), **(self.options.tolerances or {})},
                 world_sizes=self.options.world_sizes(plans),
-                metric_scopes=_metric_scopes(go_results),
+                metric_scopes=_merged(go_results, "metric_scopes"),
                 bitwise=self.options.bitwise,
             )
             outcome.code, outcome.message = outcome.verdict.exit_code_and_message()
@@ -389,21 +404,19 @@ class Orchestrator:
 
     def _go_phase(self, plan: PhasePlan) -> dict[int, WorkerResult]:
         record, results = self._run_to_end(plan.label)
-        self._raise_spec_error(results)
+        raise_spec_error(results)
         if any(r.status == "mismatch" for r in results.values()):
             record.outcome = "resume mismatch"
             return results
-        if record.exit_code != 0 or len(results) < self.options.go_world_size:
-            self._raise_worker_failure(plan.label, ExitCode.GO_FAILED, record.exit_code, record)
+        self._check_exit(record, results, self.options.go_world_size, ExitCode.GO_FAILED)
         return results
 
     def _reference_phase(self) -> str:
         if self.options.reference_from is not None:  # shared: checked before the run started
             return shared_reference(self.options.reference_from, self.options.world_size)[0]
         record, results = self._run_to_end(PHASE_CONTINUOUS)
-        self._raise_spec_error(results)
-        if record.exit_code != 0 or not results:
-            self._raise_worker_failure(PHASE_CONTINUOUS, ExitCode.REFERENCE_FAILED, record.exit_code, record)
+        raise_spec_error(results)
+        self._check_exit(record, results, self.options.world_size, ExitCode.REFERENCE_FAILED)
         metadata_dir = results[min(results)].metadata_dir
         assert metadata_dir is not None
         return metadata_dir
@@ -418,35 +431,20 @@ class Orchestrator:
         if failed:
             raise RunFailed(ExitCode.GO_FAILED, f"go phase failed: rank {failed[0].rank}: {failed[0].error}")
 
-    def _raise_spec_error(self, results: dict[int, WorkerResult]) -> None:
-        for result in results.values():
-            if result.status == "spec_error":
-                raise RunFailed(ExitCode.USAGE, result.error or "bad spec")
+    def _check_exit(self, record: PhaseRecord, results: dict[int, WorkerResult], ranks: int, code: ExitCode) -> None:
+        """Raises for a phase that failed; one whose ranks all finished and then died is a warning."""
+        warning = died_after_training(record.exit_code, results, ranks)
+        if warning:
+            record.outcome = f"finished; {warning}"
+            self.events.event(WORKER_NOTICE, record.name, f"{record.name}: warning: {warning}")
+        elif record.exit_code != 0 or len(results) < ranks:
+            self._raise_worker_failure(record.name, code, record.exit_code, record)
 
     def _raise_worker_failure(self, phase: str, code: ExitCode, exit_code: int | None, record: PhaseRecord) -> None:
-        results = {r["rank"]: WorkerResult.from_dict(r) for r in record.results}
         record.outcome = "failed" if record.outcome == "finished" else record.outcome  # the table agrees
-        self._raise_spec_error(results)
-        errors = [r for r in results.values() if r.error]
-        if any(r.status == "no_checkpoint" for r in errors):  # a wrapped script (orchestrator.wrap)
-            code = ExitCode.NO_CHECKPOINT
-            errors = [r for r in errors if r.status == "no_checkpoint"]
-        if errors:
-            reason = f"rank {errors[0].rank}: {errors[0].error}"
-        else:  # died before writing a result (e.g. the worker package failed to import)
-            reason = last_worker_error(Path(record.log)) or f"torchrun exited with {exit_code}"
-        raise RunFailed(code, f"{phase} phase failed: {reason} (log: {record.log})")
+        raise worker_failure(phase, code, exit_code, record.results, record.log)
 
 
-def _metric_scopes(results: dict[int, WorkerResult]) -> dict[str, str]:
-    merged: dict[str, str] = {}
-    for result in results.values():
-        merged.update(result.metric_scopes)
-    return merged
-
-
-def _tolerances(results: dict[int, WorkerResult]) -> dict[str, list[float]]:
-    merged: dict[str, list[float]] = {}
-    for result in results.values():
-        merged.update(result.tolerances)
-    return merged
+def _merged(results: dict[int, WorkerResult], field_name: str) -> dict[str, Any]:
+    """Every rank's ``metric_scopes`` or ``tolerances`` in one mapping."""
+    return {k: v for result in results.values() for k, v in getattr(result, field_name).items()}

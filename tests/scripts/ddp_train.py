@@ -9,12 +9,15 @@ position and its random generator); at start the script resumes from the highest
 
 ``--no-save-rng`` leaves the generators out of the checkpoint (dropout then draws other
 masks after a resume); ``--loader plain`` uses a ``DataLoader`` over a
-``DistributedSampler``, which has no position to save; ``--no-resume`` never loads.
+``DistributedSampler``, which has no position to save; ``--no-resume`` never loads;
+``--abort-at-exit`` ends the process with SIGABRT after training, as gloo DDP on CPU
+sometimes does at interpreter exit ("terminate called without an active exception").
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 from pathlib import Path
 
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--save-rng", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--loader", choices=("stateful", "plain"), default="stateful")
+    parser.add_argument("--abort-at-exit", action="store_true")
     args = parser.parse_args()
 
     dist.init_process_group("gloo")
@@ -123,6 +127,8 @@ def main() -> None:
     if rank == 0:
         print(f"trained to step {step}")
     dist.destroy_process_group()
+    if args.abort_at_exit:
+        atexit.register(os.abort)
 
 
 if __name__ == "__main__":
