@@ -155,22 +155,26 @@ def _checksums(tensor: torch.Tensor) -> torch.Tensor:
     return total
 
 
+def _to_host(values: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Same-shaped small results, one per tensor, on the host in order: one transfer per device."""
+    by_device: dict[torch.device, list[int]] = defaultdict(list)
+    for i, value in enumerate(values):
+        by_device[value.device].append(i)
+    out: list[torch.Tensor | None] = [None] * len(values)
+    for indices in by_device.values():
+        stacked = torch.stack([values[i] for i in indices]).cpu()
+        for i, row in zip(indices, stacked, strict=True):
+            out[i] = row
+    return out  # type: ignore[return-value]
+
+
 def full_digest(tensors: Iterable[torch.Tensor]) -> str:
     """A digest of every byte of the tensors (dtypes and shapes included), computed on their devices."""
     hasher = hashlib.sha256()
     tensors = list(tensors)
-    sums = [_checksums(t) for t in tensors]
-    by_device: dict[torch.device, list[int]] = defaultdict(list)
-    for i, s in enumerate(sums):
-        by_device[s.device].append(i)
-    fetched: dict[int, bytes] = {}
-    for indices in by_device.values():  # one transfer per device
-        stacked = torch.stack([sums[i] for i in indices]).cpu()
-        for i, row in zip(indices, stacked, strict=True):
-            fetched[i] = row.numpy().tobytes()
-    for i, tensor in enumerate(tensors):
+    for tensor, sums in zip(tensors, _to_host([_checksums(t) for t in tensors]), strict=True):
         hasher.update(_header(tensor))
-        hasher.update(fetched[i])
+        hasher.update(sums.numpy().tobytes())
     return hasher.hexdigest()[:DIGEST_CHARS]
 
 
@@ -215,18 +219,16 @@ def tensor_norm(tensors: Iterable[torch.Tensor]) -> float:
     (each tensor's sum of squares scaled by its size over its sample count), exact for a
     tensor with no more elements than samples.
     """
+    tensors = list(tensors)
     floats = [t for t in tensors if t.is_floating_point()]
     if not floats:
         return 0.0
     if is_sampled():
-        k = per_tensor_samples(len(floats))
+        # The digest's samples (k from the whole group): gathered once, shared through the cache.
+        k = per_tensor_samples(len(tensors))
         total = 0.0
         for tensor, values in zip(floats, samples(floats, k), strict=True):
             if values.numel():
                 total += float(values.double().pow(2).sum()) * _flat(tensor).numel() / values.numel()
         return math.sqrt(total)
-    parts = [_full_sum_of_squares(t) for t in floats]
-    by_device: dict[torch.device, list[torch.Tensor]] = defaultdict(list)
-    for part in parts:
-        by_device[part.device].append(part)
-    return math.sqrt(sum(float(torch.stack(group).sum()) for group in by_device.values()))
+    return math.sqrt(float(sum(_to_host([_full_sum_of_squares(t) for t in floats]))))

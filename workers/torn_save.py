@@ -12,30 +12,16 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import Callback
 
-from orchestrator.protocol import write_json_atomic
-
-
-def announce_torn_save(marker: Path, facts: dict[str, Any]) -> None:
-    """Tells the orchestrator a save is torn on disk: the save marker, stamped ``written_at``."""
-    write_json_atomic(marker, {**facts, "written_at": time.time()})
-
-
-def wait_to_be_killed(wait_for_kill_s: float, what: str) -> NoReturn:
-    """Waits for the orchestrator's kill; raises if it does not come in time."""
-    deadline = time.monotonic() + wait_for_kill_s
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-    raise RuntimeError(f"not killed within {wait_for_kill_s:g}s while {what}")
+from workers.torn_marker import announce_torn_save, wait_to_be_killed
 
 
 class TearingCheckpointIO(CheckpointIO):

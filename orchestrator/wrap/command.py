@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator.protocol import PHASE_GO, RunLayout, read_json, read_phase_plan
 
@@ -32,13 +33,24 @@ def metadata_dir(layout: RunLayout, mode: str) -> Path:
     return layout.harness_root(mode) / "stop_and_go"
 
 
+def stop_records(layout: RunLayout) -> list[dict[str, Any]]:
+    """The stops' archived sentinels (and ``--kill-during-save``'s save markers) of this run."""
+    found = [read_json(p) for p in sorted((layout.root / "sentinels").glob("*.json"))]
+    return [s for s in found if s]
+
+
+def last_stop(layout: RunLayout) -> dict[str, Any] | None:
+    """The newest stop record that names a checkpoint to resume from (go's resume point), if any."""
+    named = [s for s in stop_records(layout) if s.get("checkpoint_path")]
+    return max(named, key=lambda s: float(s.get("written_at", 0))) if named else None
+
+
 def last_stop_checkpoint(layout: RunLayout) -> str:
     """The checkpoint named by the newest sentinel of this run (the resume point of go)."""
-    sentinels = [read_json(p) for p in sorted((layout.root / "sentinels").glob("*.json"))]
-    sentinels = [s for s in sentinels if s and s.get("checkpoint_path")]
-    if not sentinels:
+    stop = last_stop(layout)
+    if stop is None:
         raise PlaceholderError("{checkpoint} is used, but no stop has left a checkpoint yet")
-    return str(max(sentinels, key=lambda s: float(s.get("written_at", 0)))["checkpoint_path"])
+    return str(stop["checkpoint_path"])
 
 
 def fill(arg: str, values: dict[str, str]) -> str:

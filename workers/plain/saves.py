@@ -41,6 +41,7 @@ from orchestrator.protocol import (
     wait_for_kill_s_from_env,
     write_json_atomic,
 )
+from orchestrator.wrap.command import last_stop, stop_records
 from workers.errors import (
     NoCheckpointError,
     NotResumedError,
@@ -51,6 +52,7 @@ from workers.errors import (
 from workers.fingerprint import sampled
 from workers.metrics import rng_digests
 from workers.plain.steps import StepRecorder
+from workers.torn_marker import announce_torn_save, wait_to_be_killed
 from workers.wrap.config import WrapConfig
 
 PEERS_TIMEOUT_S = 120.0
@@ -144,7 +146,7 @@ class Checkpoints:
         self.loaded.append(resolved)
         if self.config.mode != "go":
             return
-        for marker in self._sentinels():
+        for marker in stop_records(self.run):
             if marker.get("torn") and _within(resolved, str(marker["path"])):
                 raise TornCheckpointError(
                     f"{self.config.label}: the script loads from {marker['path']}, the checkpoint the stop was "
@@ -240,7 +242,7 @@ class Checkpoints:
         complete, _ = self._checkpoint_of(last)
         torn = str(Path(self.group.paths[0]).parent if Path(self.group.paths[0]).is_file() else self.group.paths[0])
         written = sorted(set(self.group.paths))
-        write_json_atomic(
+        announce_torn_save(
             saving_marker_path_for(self.layout.root),
             {
                 "path": torn,
@@ -249,17 +251,9 @@ class Checkpoints:
                 "checkpoint_path": complete,
                 "resume_step": last,
                 "torn": True,
-                "written_at": time.time(),
             },
         )
-        self._wait_to_be_killed(self.group.step)
-
-    def _wait_to_be_killed(self, step: int) -> None:
-        timeout = wait_for_kill_s_from_env()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-        raise StopAndGoException(f"stopped at step {step} (not killed within {timeout:g}s)")
+        wait_to_be_killed(wait_for_kill_s_from_env(), f"{torn} was being saved")
 
     def _stop(self, stopped_at: int) -> None:
         self.stopped = True
@@ -270,7 +264,11 @@ class Checkpoints:
         step = max(earlier)
         if self.rank == 0:
             self._write_sentinel(step, stopped_at)
-        self._wait_to_be_killed(stopped_at)
+        timeout = wait_for_kill_s_from_env()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        raise StopAndGoException(f"stopped at step {stopped_at} (not killed within {timeout:g}s)")
 
     def _checkpoint_of(self, step: int) -> tuple[str, list[dict[str, Any]]]:
         """The checkpoint of ``step`` (every rank's files' common path) and every rank's metadata."""
@@ -362,16 +360,10 @@ class Checkpoints:
             f"rank {c.rank} {c.metric}: saved {c.expected!r}, resumed {c.actual!r}" for c in checks if not c.ok
         ]
 
-    def _sentinels(self) -> list[dict[str, Any]]:
-        """The stops' sentinels (and ``--kill-during-save``'s save markers) archived so far."""
-        found = [read_json(p) for p in sorted((self.run.root / "sentinels").glob("*.json"))]
-        return [s for s in found if s]
-
     def _last_sentinel(self) -> dict[str, Any]:
-        found = [s for s in self._sentinels() if s.get("checkpoint_path")]
-        if not found:
+        newest = last_stop(self.run)
+        if newest is None:
             raise StopAndGoException(f"{self.config.label}: no stop has left a checkpoint to resume from")
-        newest = max(found, key=lambda s: float(s.get("written_at", 0)))
         # A save marker names its torn step; the resume starts from the complete checkpoint before it.
         return {**newest, "step": newest.get("resume_step", newest["step"])}
 

@@ -45,7 +45,6 @@ class StepRecorder:
         self.batches = BatchRecorder(metadata_dir, phase)
         self.states = StateRecorder(metadata_dir, phase, rank)
         self._losses: list[torch.Tensor] = []
-        self._micro_batches = 0
         self._rng: dict[str, str] | None = None
         self.rng_drawn: set[str] = set()  # generators the steps draw from: only those are judged
         self._progress_at = 0.0
@@ -58,9 +57,13 @@ class StepRecorder:
         if self._rng is None:
             self._rng = rng_digests()  # the phase's start: draws are counted from here
         self.on_module(module)
-        self.batches.add(self.step, self.epoch or 0, self._micro_batches, module, batch)
-        self._micro_batches += 1
+        self.batches.add(self.step, self.epoch or 0, self._micro_batches(), module, batch)
         self.batches_in_epoch += 1
+
+    def _micro_batches(self) -> int:
+        """Batches trained since the last step (the ledger's entries at the current step count)."""
+        entries = self.batches.entries
+        return self.batches.micro_batches() if entries and entries[-1]["step"] == self.step else 0
 
     def on_epoch(self, epoch: int) -> None:
         """The script set its sampler's epoch (``DistributedSampler.set_epoch``)."""
@@ -75,7 +78,7 @@ class StepRecorder:
 
     def position(self) -> int | None:
         """Where in its epoch the last step leaves the loader (batches trained), if epochs are known."""
-        return self.batches_in_epoch - self._micro_batches if self.epoch is not None else None
+        return self.batches_in_epoch - self._micro_batches() if self.epoch is not None else None
 
     def on_loss(self, loss: torch.Tensor) -> None:
         """``backward()`` was called on the scalar ``loss``."""
@@ -94,19 +97,20 @@ class StepRecorder:
     def on_step(self) -> None:
         """The primary optimizer stepped: one more step, its entry pending until its state is final."""
         self.settle()
-        self.step += 1
-        last = self.batches.entries[-1] if self.batches.entries else {}
+        micro_batches = self._micro_batches()
+        last = self.batches.entries[-1] if micro_batches else {}  # the step's last batch, if any
         loss = torch.stack([t.float().reshape(()) for t in self._losses]).sum() if self._losses else None
+        self.step += 1
         self.pending = {
             "step": self.step,
             "metrics": {
                 "train_loss": loss,
-                "batch_sample_ids": last.get("ids") if last.get("step") == self.step - 1 else None,
-                "batch_hash": last.get("hash") if last.get("step") == self.step - 1 else None,
-                "grad_accum_micro_batches": self._micro_batches,
+                "batch_sample_ids": last.get("ids"),
+                "batch_hash": last.get("hash"),
+                "grad_accum_micro_batches": micro_batches,
             },
         }
-        self._losses, self._micro_batches = [], 0
+        self._losses = []
         if self._first_step_time is None:
             self._first_step_time = time.time()
             self._progress(force=True)

@@ -21,7 +21,7 @@ from workers.backends.base import Backend, IncompleteCheckpointError
 from workers.backends.lightning import step_in_name
 from workers.backends.megatron import marker
 from workers.backends.megatron.strategy import MegatronCoreStrategy, megatron_strategy
-from workers.torn_save import announce_torn_save, wait_to_be_killed
+from workers.torn_marker import announce_torn_save, wait_to_be_killed
 
 LAST = "last"
 

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io.wrapper import _WrappingCheckpointIO
 
 from workers.backends.nemo2.checkpoints import WEIGHTS_DIR, checkpoint_dir, is_last
-from workers.torn_save import announce_torn_save, wait_to_be_killed
+from workers.torn_marker import announce_torn_save, wait_to_be_killed
 
 
 class TearingNeMoCheckpointIO(_WrappingCheckpointIO):
