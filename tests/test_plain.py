@@ -62,6 +62,8 @@ def test_a_ddp_script_that_resumes_exactly_verifies_on_two_ranks(exact_2: Run) -
     entry = json.loads((metadata / "trajectory" / "go" / "rank1.json").read_text())["entries"][0]
     assert entry["step"] == 5 and entry["metrics"]["epoch"] == 0 and entry["metrics"]["train_loss"] > 0
     assert "resume verified" in run.stdout
+    # The default scenario's second stop is not planned for a plain loop, and says so truly.
+    assert "): not run for a plain PyTorch loop, whose epochs are not known ahead" in run.stdout
     assert_nothing_left(run.run_dir)
 
 

@@ -248,12 +248,10 @@ class Orchestrator:
         warm = self.warm.pop(label, None)
         if warm is not None:
             kill_warm(*warm, self.layout, NOT_NEEDED)
-        step = self.outcome.stops[-1]["trigger"].get("step")
-        self.events.event(
-            PHASE_SKIPPED,
-            label,
-            f"{label}: not needed: the run has no checkpoint in a later epoch than step {step}'s; go resumes from it",
-        )
+        trigger = self.outcome.stops[-1]["trigger"]
+        default = f"not needed: the run has no checkpoint in a later epoch than step {trigger.get('step')}'s"
+        why = (trigger.get("resume_point") or {}).get("go1_not_run") or default  # a stop may say why itself
+        self.events.event(PHASE_SKIPPED, label, f"{label}: {why}; go resumes from it")
 
     def _start(self, phase: str, prewarmed: bool = False) -> tuple[PhaseHandle, PhaseRecord]:
         plan = self.plans.get(phase)

@@ -298,6 +298,8 @@ class Checkpoints:
             "val_every_steps": None,
             "last_step": None,
             "later_epoch_checkpoints": [],  # a plain script's epochs are not known ahead
+            "go1_not_run": "not run for a plain PyTorch loop, whose epochs are not known ahead (--kill-at a step "
+            "of a later epoch resumes after an epoch boundary)",
         }
         sentinel = Sentinel(
             step=step,
