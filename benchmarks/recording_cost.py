@@ -170,8 +170,8 @@ def _child(kind: str, millions: float, steps: int, instrumented: bool) -> None:
 
 
 def _full_fingerprint_s(model, optimizer) -> float:  # type: ignore[no-untyped-def]
-    from workers.fingerprint import tensor_digest, tensor_norm
-    from workers.state_record import state_groups
+    from workers.record.fingerprint import tensor_digest, tensor_norm
+    from workers.record.state import state_groups
 
     _sync()
     start = time.perf_counter()

@@ -10,8 +10,8 @@ import torch
 
 from orchestrator.judge.state_compare import compare_state
 from orchestrator.judge.state_samples import read_samples, records_path, samples_dir
-from workers import fingerprint as fp
-from workers.state_record import StateRecorder, state_groups
+from workers.record import fingerprint as fp
+from workers.record.state import StateRecorder, state_groups
 
 
 def _nudged(tensor: torch.Tensor, index: int) -> torch.Tensor:

@@ -13,7 +13,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision
 
 from harness_specs.tiny_lightning import TinyLightningHarness
 from workers import metrics as m
-from workers.ledger import batch_hash, batch_sample_ids
+from workers.record.ledger import batch_hash, batch_sample_ids
 
 EXPECTED = {
     "global_step",

@@ -22,7 +22,7 @@ from orchestrator.run.events import PlainEvents
 
 
 def _ids(seed: int, n: int = 32) -> list[str]:
-    # What workers.ledger records for a batch without ids: "#" and 12 hex digits per sample.
+    # What workers.record.ledger records for a batch without ids: "#" and 12 hex digits per sample.
     return ["#" + hashlib.sha256(f"{seed}-{i}".encode()).hexdigest()[:12] for i in range(n)]
 
 

@@ -49,10 +49,10 @@ from workers.checkpoints import (
     validates_on_checkpoint_steps,
 )
 from workers.errors import ResumeMismatchError, StopAndGoException
-from workers.fingerprint import sampled
-from workers.ledger import BatchRecorder
 from workers.metrics import MetricsFn, collect_metrics, to_jsonable
-from workers.state_record import StateRecorder, state_groups
+from workers.record.fingerprint import sampled
+from workers.record.ledger import BatchRecorder
+from workers.record.state import StateRecorder, state_groups
 from workers.stop_plan import StopPlanError, kill_step_not_reached, resolve_kill_at
 
 
@@ -368,10 +368,10 @@ class MetricsTrajectoryCallback(Callback):
 
     Each entry is ``{"step": global_step, "metrics": {...}}`` with the metric functions'
     values plus ``train_loss`` (the step's loss), ``val_loss`` at validation steps and the
-    step's batch facts (``workers.ledger.BatchRecorder``); every batch also goes to the
+    step's batch facts (``workers.record.ledger.BatchRecorder``); every batch also goes to the
     sample ledger, flushed with the trajectory. State digests and norms are taken at the
-    sampled depth (``workers.fingerprint``), and the same samples of every state tensor are
-    appended to the rank's state record (``workers.state_record``).
+    sampled depth (``workers.record.fingerprint``), and the same samples of every state tensor are
+    appended to the rank's state record (``workers.record.state``).
     The trajectory is flushed atomically at every checkpoint save (complete steps only),
     validation end, train end and on an exception; in a stopping run it is flushed
     before the sentinel is written.

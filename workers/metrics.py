@@ -13,7 +13,7 @@ every rank, at the resume point and after every step:
   (buffers such as EMA weights or BatchNorm statistics), ``optimizer_state_digest``/
   ``optimizer_state_norm`` (per-parameter moments): a digest proves equality, the norm
   says how far apart two states are when the digests differ. Both are computed on the
-  tensors' device (``workers.fingerprint``): over every byte where a checkpoint is saved
+  tensors' device (``workers.record.fingerprint``): over every byte where a checkpoint is saved
   and where a run resumes, over a fixed sample of each tensor's elements after every
   step (all of a small tensor's), so a step's cost does not grow with the model;
 - ``rng_python``, ``rng_numpy``, ``rng_torch`` and, where CUDA is present, ``rng_cuda``:
@@ -22,7 +22,7 @@ every rank, at the resume point and after every step:
 
 Per-step batch facts (the sample ids and tensor hash of the step's batch, the sampler's
 epoch and seed, the gradient-accumulation position) are recorded in the trajectory by
-``workers.ledger.BatchRecorder``: they describe a batch, which does not exist yet at the
+``workers.record.ledger.BatchRecorder``: they describe a batch, which does not exist yet at the
 resume point.
 """
 
@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import torch
 
-from workers.fingerprint import DIGEST_CHARS, exact_digest, tensor_digest, tensor_norm
-from workers.state_record import optimizer_state
+from workers.record.fingerprint import DIGEST_CHARS, exact_digest, tensor_digest, tensor_norm
+from workers.record.state import optimizer_state
 
 if TYPE_CHECKING:  # the plain PyTorch adapter (workers.plain) uses these metrics without Lightning
     import lightning.pytorch as pl
@@ -65,7 +65,7 @@ def get_learning_rate(trainer: pl.Trainer, model: pl.LightningModule) -> Any:
 
 
 # -- model and optimizer state ------------------------------------------------------------
-# Digests and norms come from ``workers.fingerprint``: computed on the tensors' device, every
+# Digests and norms come from ``workers.record.fingerprint``: computed on the tensors' device, every
 # byte at a checkpoint or resume, a bounded sample of each tensor after every step.
 
 
@@ -90,7 +90,7 @@ def get_buffers_norm(trainer: pl.Trainer, module: pl.LightningModule) -> float:
 
 
 def _optimizer_state_tensors(trainer: pl.Trainer) -> list[torch.Tensor]:
-    # The tensors of ``workers.state_record``'s optimizer group, in the same order.
+    # The tensors of ``workers.record.state``'s optimizer group, in the same order.
     return [tensor for _, tensor in optimizer_state(trainer.optimizers)]
 
 

@@ -1,7 +1,7 @@
 """The data exactly-once ledger: did stop + go train on exactly the continuous run's samples?
 
 Every rank of every phase records, for each batch it trains on, the sample ids and a hash
-of the batch's tensors (``workers.ledger``), in ``ledger/<phase>/rankR.json`` of the
+of the batch's tensors (``workers.record.ledger``), in ``ledger/<phase>/rankR.json`` of the
 harness's metadata directory. Per rank, the batches the stop run trained before its
 checkpoint, followed by everything the go run trained, must be the continuous run's
 stream: the same samples, in the same order, none skipped, none seen twice, with the same

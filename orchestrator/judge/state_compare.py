@@ -6,7 +6,7 @@ in an order that depends on DDP's bucket layout, which differs between a fresh a
 resumed process; GPU kernels that are not bit-reproducible): every norm and loss matches,
 the digests do not. So the workers also record, after every step, the elements of each
 state tensor that the step's digests covered (``orchestrator.judge.state_samples``, written by
-``workers.state_record``: a bounded sample of each tensor, all of a small one), and a
+``workers.record.state``: a bounded sample of each tensor, all of a small one), and a
 digest that differs is re-judged here per tensor: ``max |go - reference|`` against
 ``atol + rtol * max |reference|``. Within it: a note, not a failure; beyond it: a failure
 naming the tensor, the rank, the step and the size of the difference. ``--bitwise`` keeps

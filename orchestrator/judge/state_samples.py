@@ -1,6 +1,6 @@
 """The state-samples file: per step, the sampled elements of every state tensor of a rank.
 
-Written by the workers (``workers.state_record``), read by the judge
+Written by the workers (``workers.record.state``), read by the judge
 (``orchestrator.judge.state_compare``); torch-free (numpy only, imported lazily).
 
 Per phase and rank, in the harness's metadata directory::

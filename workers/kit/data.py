@@ -210,7 +210,7 @@ class WithSampleIds(Dataset):
 
     A mapping item gains the key ``key``; any other item ``x`` becomes ``{key: i, "sample":
     x}``. Without ids the ledger identifies each sample by a hash of its tensors
-    (``workers.ledger.content_sample_ids``), which needs no change at all but reads
+    (``workers.record.ledger.content_sample_ids``), which needs no change at all but reads
     identical samples as one: wrap a dataset with duplicates.
     """
 

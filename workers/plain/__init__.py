@@ -13,7 +13,7 @@ the tool. What it sees, and from where:
   micro-batch of the next step, for the sample ledger;
 - **the loss**: the scalars ``backward()`` was called on during the step, summed;
 - **the state**: the parameters and buffers of those modules and the state of every
-  optimizer that stepped (``workers.fingerprint``), the LR schedulers that stepped, the
+  optimizer that stepped (``workers.record.fingerprint``), the LR schedulers that stepped, the
   global random generators where the steps draw from them, the epoch a
   ``DistributedSampler`` was set to;
 - **checkpoints**: the files the script writes with ``torch.save`` and the directories of

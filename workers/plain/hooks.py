@@ -26,7 +26,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from workers.plain.saves import Checkpoints
-from workers.plain.steps import StepRecorder
+from workers.record.steps import StepRecorder
 from workers.wrap.config import WrapConfig
 
 _active: PlainRun | None = None

@@ -49,9 +49,9 @@ from workers.errors import (
     StopAndGoException,
     TornCheckpointError,
 )
-from workers.fingerprint import sampled
 from workers.metrics import rng_digests
-from workers.plain.steps import StepRecorder
+from workers.record.fingerprint import sampled
+from workers.record.steps import StepRecorder
 from workers.torn_marker import announce_torn_save, wait_to_be_killed
 from workers.wrap.config import WrapConfig
 

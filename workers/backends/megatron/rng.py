@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from megatron.core import parallel_state, tensor_parallel
 
-from workers.fingerprint import exact_digest
 from workers.kit.rng import rng_states, set_rng_states
+from workers.record.fingerprint import exact_digest
 
 
 def rank_seed(seed: int) -> int:

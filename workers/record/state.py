@@ -2,7 +2,7 @@
 
 ``orchestrator.judge.state_compare`` re-judges a ``*_digest`` that differs from the
 reference per tensor, on the elements the digest covered. After every optimizer step each
-rank appends those elements (``workers.fingerprint``: the same strided samples the sampled
+rank appends those elements (``workers.record.fingerprint``: the same strided samples the sampled
 digests hash, gathered once on the device) to its file (``orchestrator.judge.state_samples``):
 a record of at most ``SAMPLE_BUDGET`` values per group, whatever the model's size.
 
@@ -20,7 +20,7 @@ import torch
 
 from orchestrator.judge.state_samples import layouts_path, record_header, records_path, samples_dir
 from orchestrator.protocol import write_json_atomic
-from workers.fingerprint import per_tensor_samples, samples
+from workers.record.fingerprint import per_tensor_samples, samples
 
 Named = list[tuple[str, torch.Tensor]]
 

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from orchestrator.protocol import MetadataLayout, progress_path, write_json_atomic
-from workers.fingerprint import sampled, tensor_digest, tensor_norm
-from workers.ledger import BatchRecorder
 from workers.metrics import learning_rates, optimizer_hparams, rng_digests, scheduler_states
-from workers.state_record import Named, StateRecorder, state_groups
+from workers.record.fingerprint import sampled, tensor_digest, tensor_norm
+from workers.record.ledger import BatchRecorder
+from workers.record.state import Named, StateRecorder, state_groups
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -122,7 +122,7 @@ class StepRecorder:
         return state_groups(self.modules, self.optimizers)
 
     def state_metrics(self) -> dict[str, Any]:
-        """The state's metrics at the current depth (``workers.fingerprint.sampled`` or full)."""
+        """The state's metrics at the current depth (``workers.record.fingerprint.sampled`` or full)."""
         groups = self.groups()
         rates = learning_rates(self.optimizers)
         metrics: dict[str, Any] = {

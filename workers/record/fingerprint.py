@@ -11,7 +11,7 @@ Two depths, chosen by where a fingerprint is taken:
   set of each tensor's elements (all of them for a small tensor; ``per_tensor_samples``),
   gathered on the device into one vector per device and dtype and fetched at once. The
   digest covers those elements bit for bit, the norm is the L2 norm estimated from them,
-  and ``workers.state_record`` writes the same elements for the per-tensor judgement
+  and ``workers.record.state`` writes the same elements for the per-tensor judgement
   within tolerance. The cost per step depends on the number of tensors, not their size.
 
 Within one ``sampled()`` block the samples of a tensor are gathered once and shared by the
