@@ -114,7 +114,9 @@ def test_a_sampler_one_epoch_ahead_is_named_before_a_generic_offset() -> None:
     assert "on_train_epoch_end" in root["fix"]
     lagging = [MetricCheck("sampler_state", 0, {"epoch": 2}, {"epoch": 1}, False, 9)]
     behind = SimpleNamespace(divergences=lagging, missing_steps={}, cadence=[])
-    assert diagnose(_verdict(trajectories={"go": behind}))[0]["cause_id"] == "sampler_offset"
+    # One epoch behind: the sampler replays the earlier epoch's order (issue 30).
+    replay = diagnose(_verdict(trajectories={"go": behind}))[0]
+    assert replay["cause_id"] == "epoch_replay" and "epoch 1 where the reference's is in epoch 2" in replay["because"]
 
 
 def test_a_later_resume_point_finding_names_its_own_step() -> None:
@@ -181,3 +183,121 @@ def test_a_resume_that_only_adds_validations_fails(tmp_path: Path, default_refer
     assert (root["metric"], root["kind"], root["cause_id"]) == ("val_loss", "extra", "val_cadence_shift")
     assert "where the reference has none" in root["detail"]
     assert "cause:" in run.stdout and "fix:" in run.stdout
+
+
+# -- issue 30: the cause from the evidence, with what it rests on -------------------------------
+
+
+def _go(*divergences: MetricCheck) -> SimpleNamespace:
+    return SimpleNamespace(divergences=list(divergences), missing_steps={}, cadence=[])
+
+
+def test_same_ids_with_other_tensors_is_data_randomness_not_an_offset() -> None:
+    changed = SimpleNamespace(
+        rank=0,
+        step=3,
+        kind="different data",
+        sample=None,
+        detail="batch #2 (step 3) has the continuous run's sample ids but different tensors (hash a vs b)",
+    )
+    go = _go(MetricCheck("batch_hash", 0, "b", "a", False, 3), MetricCheck("train_loss", 0, 1.0, 1.1, False, 3))
+    root = diagnose(_verdict(trajectories={"go": go}, ledger=SimpleNamespace(problems=[changed])))[0]
+    assert root["cause_id"] == "data_pipeline_rng", root
+    assert "sample ids but different tensors" in root["because"] and "WorkerRngState" in root["fix"]
+    # Other ids at that step: not randomness, and with no position evidence no offset either.
+    moved = _go(
+        MetricCheck("batch_hash", 0, "b", "a", False, 3), MetricCheck("batch_sample_ids", 0, [1], [2], False, 3)
+    )
+    unknown = diagnose(_verdict(trajectories={"go": moved}))[0]
+    assert unknown["cause_id"] == "unknown" and "no known pattern" in unknown["cause"], unknown
+    assert unknown["because"] == unknown["detail"]
+
+
+def test_a_position_divided_by_the_world_size_is_a_per_rank_offset_and_zero_a_restart() -> None:
+    def at_resume(saved: int, resumed: int) -> list[MetricCheck]:
+        return [MetricCheck("consumed_samples", r, saved, resumed, False) for r in (0, 1)]
+
+    per_rank = diagnose(_verdict(resume_checks=at_resume(16, 8)))[0]
+    assert per_rank["cause_id"] == "offset_per_rank" and "divided by the 2 ranks" in per_rank["because"]
+    assert diagnose(_verdict(resume_checks=at_resume(16, 0)))[0]["cause_id"] == "sampler_restart"
+    shifted = diagnose(_verdict(resume_checks=at_resume(16, 12)))[0]
+    assert shifted["cause_id"] == "sampler_offset" and "saved 16, resumed 12" in shifted["because"]
+
+
+def test_a_reseed_after_a_recorded_restore_is_not_a_missing_restore() -> None:
+    def checks(restored: dict | None) -> list[MetricCheck]:
+        return [
+            MetricCheck("rng_torch", 0, "saved", "fresh", False),
+            MetricCheck("rng_restored", 0, None, restored, True),
+        ]
+
+    reseeded = diagnose(_verdict(resume_checks=checks({"rng_torch": "saved"})))[0]
+    assert reseeded["cause_id"] == "rng_reseeded" and "re-seeded" in reseeded["because"], reseeded
+    assert "trainer.ckpt_path is None" in reseeded["fix"]
+    lost = diagnose(_verdict(resume_checks=checks(None)))[0]
+    assert lost["cause_id"] == "rng_not_restored" and "no RngStateCallback restore" in lost["because"]
+
+
+def test_an_attribute_that_came_back_different_is_named_for_training_not_validation() -> None:
+    attributes = MetricCheck(
+        "module_attributes", 0, {"updates": 6, "lr_scale": 1.0}, {"updates": 0, "lr_scale": 1.0}, True
+    )
+    ema = _go(MetricCheck("buffers_digest", 0, "a", "b", False, 7))
+    root = diagnose(_verdict(resume_checks=[attributes], trajectories={"go": ema}))[0]
+    assert root["cause_id"] == "attribute_not_saved"
+    assert "`self.updates` is 0 after the resume, 6 when saved" in root["because"] and "buffer" in root["fix"]
+    # An attribute two fresh runs already disagree on (a timer) is no evidence: the real cause wins.
+    timer = MetricCheck("module_attributes", 0, {"t0": 1.7e9}, {"t0": 1.8e9}, True)
+    timed = {"t0": 1.7e9}
+    stop = compare_trajectories(
+        {0: [{"step": 1, "metrics": {"module_attributes": timed}}]},
+        {0: [{"step": 1, "metrics": {"module_attributes": {"t0": 1.6e9}}}]},
+    )
+    assert stop.ok and stop.evidence  # never a failure, but remembered
+    lr = _go(MetricCheck("learning_rate", 0, 0.1, 0.05, False, 3))
+    rest = diagnose(_verdict(resume_checks=[timer], trajectories={"stop": stop, "go": lr}))[0]
+    assert rest["cause_id"] == "scheduler_not_restored", rest
+    validation = _go(MetricCheck("val_loss", 0, 0.5, 0.6, False, 4))
+    val_root = diagnose(_verdict(resume_checks=[attributes], trajectories={"go": validation}))[0]
+    assert val_root["cause_id"] == "val_data_not_resumed"
+
+
+def test_changed_optimizer_hyperparameters_name_the_key_and_the_factor() -> None:
+    saved = [{"betas": [0.9, 0.999], "weight_decay": 0.01}]
+    resumed = [{"betas": [0.9, 0.999], "weight_decay": 0.02}]
+    root = diagnose(_verdict(resume_checks=[MetricCheck("optimizer_hparams", 0, saved, resumed, False)]))[0]
+    assert root["cause_id"] == "optimizer_hparams_changed"
+    assert root["because"] == "weight_decay of param group 0: saved 0.01, resumed 0.02 (x2)"
+
+
+def test_module_attributes_are_the_users_numbers_not_the_librarys() -> None:
+    import lightning.pytorch as pl
+    from torch import nn
+
+    from workers.record.attributes import module_attributes
+
+    class Ema(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.updates, self.decay, self.name = 6, 0.99, "ema"
+
+    class Model(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ema, self.layer, self.ramp, self._private = Ema(), nn.Linear(2, 2), 0.5, 3
+
+    class Data(pl.LightningDataModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resume_offset = 16
+
+    wrapped = nn.parallel.DistributedDataParallel.__new__(nn.parallel.DistributedDataParallel)
+    nn.Module.__init__(wrapped)
+    wrapped.module, wrapped.broadcast_buffers = Model(), True  # a library wrapper: only its user module counts
+    assert module_attributes([Model()], Data()) == {
+        "ramp": 0.5,
+        "ema.updates": 6,
+        "ema.decay": 0.99,
+        "datamodule.resume_offset": 16,
+    }
+    assert module_attributes([wrapped]) == {"module.ramp": 0.5, "module.ema.updates": 6, "module.ema.decay": 0.99}

@@ -65,3 +65,25 @@ def test_a_bad_spec_exits_2_in_one_line(tmp_path: Path) -> None:
     ambiguous = doctor("--stop-at", "4", str(SPECS / "two_harnesses.py"), "--strict")
     assert ambiguous.returncode == 2
     assert "choose one with --harness" in one_line(ambiguous.stderr)
+
+
+MUTANTS = REPO / "harness_specs" / "mutants"
+
+
+def test_random_draws_in_loader_workers_and_a_counter_attribute_are_flagged_before_training(
+    tmp_path: Path,
+) -> None:
+    # Issue 30's mutants, as a user would have written them: the doctor names both before any run.
+    from workers.doctor import build_setup
+    from workers.doctor.checks import check_worker_randomness
+    from workers.kit import ResumableLoader, WorkerRngState
+
+    noisy = pick_harness(load_spec_module(MUTANTS / "worker_augmentation_noise.py"), None)
+    (finding,) = diagnose(noisy)
+    assert finding.pattern == "worker-rng-not-saved" and "WorkerRngState" in finding.fix
+    setup = build_setup(noisy, tmp_path)
+    dataset = setup.train_loader.dataset
+    setup.train_loader = ResumableLoader(WorkerRngState(dataset), batch_size=4, seed=1, num_workers=1)
+    assert check_worker_randomness(setup) == []  # the kit's fix in place: nothing to say
+    counter = diagnose(pick_harness(load_spec_module(MUTANTS / "ema_counter_not_saved.py"), None))
+    assert [f.pattern for f in counter] == ["state-outside-state-dict"] and "self.updates" in counter[0].what

@@ -110,3 +110,39 @@ def test_rng_states_load_with_weights_only_and_restore() -> None:
     set_rng_states(loaded["rng_states_per_rank"][0])
     assert torch.equal(torch.rand(3), expected)
     assert set(rng_states()) >= {"python", "numpy", "torch"}
+
+
+def _resumed_stream(dataset: torch.utils.data.Dataset, stop_after: int, total: int) -> tuple[list, list]:
+    """Batches of one uninterrupted pass, and of a pass stopped and resumed from a checkpoint.
+
+    The loader's state goes through ``torch.save``/``torch.load(weights_only=True)``, as in
+    a Lightning checkpoint; the resumed loader is a new one with new worker processes.
+    """
+    from workers.kit import ResumableLoader
+
+    def loader() -> ResumableLoader:
+        return ResumableLoader(dataset, batch_size=4, seed=7, num_workers=2)
+
+    continuous = [batch["x"] for _, batch in zip(range(total), loader(), strict=False)]
+    first = loader()
+    stopped = [batch["x"] for _, batch in zip(range(stop_after), first, strict=False)]
+    buffer = io.BytesIO()
+    torch.save({"loader": first.state_dict()}, buffer)
+    buffer.seek(0)
+    resumed = loader()
+    resumed.load_state_dict(torch.load(buffer, weights_only=True)["loader"])
+    rest = [batch["x"] for _, batch in zip(range(total - stop_after), resumed, strict=False)]
+    return continuous, stopped + rest
+
+
+def test_worker_augmentation_resumes_with_worker_rng_state_and_not_without() -> None:
+    # The worker_augmentation_noise mutant's dataset: noise from the worker's global torch RNG.
+    from harness_specs.mutants.worker_augmentation_noise import NoisyRegression
+    from workers.kit import WorkerRngState
+
+    plain = NoisyRegression(32, seed=1)
+    continuous, resumed = _resumed_stream(plain, stop_after=3, total=6)
+    assert all(torch.equal(a, b) for a, b in zip(continuous[:3], resumed[:3], strict=True))
+    assert not torch.equal(continuous[3], resumed[3])  # the plain setup: other noise after the resume
+    continuous, resumed = _resumed_stream(WorkerRngState(plain), stop_after=3, total=6)
+    assert len(resumed) == 6 and all(torch.equal(a, b) for a, b in zip(continuous, resumed, strict=True))

@@ -130,7 +130,7 @@ def test_control_verifies_and_serves_the_shared_references(self_test: SelfTestRu
 def test_each_mutant_ran_with_the_ranks_its_bug_needs(self_test: SelfTestRun) -> None:
     # One worker per phase by default; MIN_RANKS = 2 for per-rank state and for a bug that
     # shows after an epoch boundary (an epoch is 16 steps with one rank, 8 with two).
-    assert {m.name for m in MUTANTS if m.min_ranks == 2} == {"rng_replicated", "offset_every_epoch"}
+    assert {m.name for m in MUTANTS if m.min_ranks == 2} == {"rng_replicated", "offset_every_epoch", "offset_per_rank"}
     control = json.loads((self_test.run_root / "control" / "run.json").read_text())
     assert control["nproc_per_node"] == 1
     for mutant in MUTANTS:
@@ -152,6 +152,27 @@ def test_sampler_restart_is_diagnosed_as_data_with_cause_and_fix(self_test: Self
     assert "stateful loader" in root["fix"] and root["cause"]
     output = (self_test.run_root / "sampler_restart.out").read_text()
     assert "root cause: " in output and "  cause: " in output and "  fix: " in output
+
+
+# Issue 30: bug classes whose first diagnosis used to name a wrong cause; each root cause now
+# says what evidence it rests on.
+ISSUE_30 = {
+    "worker_augmentation_noise": ("data_pipeline_rng", "sample ids but different tensors"),
+    "offset_per_rank": ("offset_per_rank", "divided by the 2 ranks"),
+    "set_epoch_skipped": ("epoch_replay", "in epoch 0 where the reference's is in epoch 1"),
+    "ema_counter_not_saved": ("attribute_not_saved", "`self.updates` is 0 after the resume, 2 when saved"),
+    "weight_decay_on_load": ("optimizer_hparams_changed", "weight_decay of param group 0: saved 0.01, resumed 0.02"),
+    "reseed_after_restore": ("rng_reseeded", "RngStateCallback restored rng_torch to the saved"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ISSUE_30))
+def test_issue_30_mutants_name_their_cause_because_of_the_evidence(self_test: SelfTestRun, name: str) -> None:
+    cause_id, evidence = ISSUE_30[name]
+    root = json.loads((self_test.run_root / name / "report.json").read_text())["diagnosis"][0]
+    assert root["cause_id"] == cause_id and evidence in root["because"], root
+    output = (self_test.run_root / f"{name}.out").read_text()
+    assert f"  because: {root['because'][:60]}" in output
 
 
 def test_rng_replicated_is_caught_on_rank_1_only(self_test: SelfTestRun) -> None:

@@ -18,7 +18,11 @@ every rank, at the resume point and after every step:
   step (all of a small tensor's), so a step's cost does not grow with the model;
 - ``rng_python``, ``rng_numpy``, ``rng_torch`` and, where CUDA is present, ``rng_cuda``:
   digests of the global random generators' states;
-- ``grad_scaler_scale``: the AMP grad scaler's scale (``None`` without a scaler).
+- ``grad_scaler_scale``: the AMP grad scaler's scale (``None`` without a scaler);
+- evidence for the diagnosis, never a failure by itself (``EVIDENCE_METRICS`` of
+  ``orchestrator.judge.compare``): ``module_attributes`` (numeric Python attributes of the
+  user's modules and data module, ``workers.record.attributes``) and ``rng_restored``
+  (the digests of the RNG states ``workers.kit.RngStateCallback`` restored, or ``None``).
 
 Per-step batch facts (the sample ids and tensor hash of the step's batch, the sampler's
 epoch and seed, the gradient-accumulation position) are recorded in the trajectory by
@@ -37,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 import torch
 
+from workers.record.attributes import module_attributes
 from workers.record.fingerprint import DIGEST_CHARS, exact_digest, tensor_digest, tensor_norm
 from workers.record.state import optimizer_state
 
@@ -205,6 +210,17 @@ def get_grad_scaler_scale(trainer: pl.Trainer, module: pl.LightningModule) -> fl
     return float(scaler.get_scale())
 
 
+def get_module_attributes(trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, Any]:
+    """Numeric Python attributes of the module (submodules included) and the data module."""
+    return module_attributes([module], getattr(trainer, "datamodule", None))
+
+
+def get_rng_restored(trainer: pl.Trainer, module: pl.LightningModule) -> dict[str, str] | None:
+    """The RNG digests a callback restored at fit start (``restored_rng_digests``), or None."""
+    restored = (getattr(cb, "restored_rng_digests", None) for cb in trainer.callbacks)
+    return next((digests for digests in restored if digests), None)
+
+
 def builtin_metrics() -> dict[str, MetricsFn]:
     """Every built-in metric by name, in report order (``rng_cuda`` only where CUDA is)."""
     metrics: dict[str, MetricsFn] = {
@@ -223,6 +239,8 @@ def builtin_metrics() -> dict[str, MetricsFn]:
         "rng_numpy": get_rng_numpy,
         "rng_torch": get_rng_torch,
         "grad_scaler_scale": get_grad_scaler_scale,
+        "module_attributes": get_module_attributes,
+        "rng_restored": get_rng_restored,
     }
     if torch.cuda.is_available():
         metrics["rng_cuda"] = get_rng_cuda

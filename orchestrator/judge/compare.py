@@ -23,6 +23,10 @@ DEFAULT_ATOL = 1e-9
 
 Tolerances = Mapping[str, Sequence[float]]
 
+EVIDENCE_METRICS = frozenset({"module_attributes", "rng_restored"})
+"""Recorded for the diagnosis (``orchestrator.judge.evidence``), never a failure by
+themselves: a Python attribute that differs may be harmless (a timer, a log counter)."""
+
 # ``--tolerances FILE``: the orchestrator passes the table to the workers as JSON in this
 # variable, so the resume-point check in the workers honours it like the verdict does.
 ENV_TOLERANCES = "STOP_AND_GO_TOLERANCES"
@@ -90,15 +94,19 @@ def check_metrics(
     tolerances: Tolerances | None = None,
     step: int | None = None,
 ) -> list[MetricCheck]:
-    """Compares every metric in ``expected``; a metric missing from ``actual`` fails."""
+    """Compares every metric in ``expected``; a metric missing from ``actual`` fails.
+
+    ``EVIDENCE_METRICS`` are carried with both values and always pass.
+    """
     checks = []
     for name, want in expected.items():
         rtol, atol = tolerance_for(name, tolerances)
         if name not in actual:
-            checks.append(MetricCheck(name, rank, want, "<missing>", False, step))
+            checks.append(MetricCheck(name, rank, want, "<missing>", name in EVIDENCE_METRICS, step))
             continue
         got = actual[name]
-        checks.append(MetricCheck(name, rank, want, got, values_match(want, got, rtol, atol), step))
+        ok = name in EVIDENCE_METRICS or values_match(want, got, rtol, atol)
+        checks.append(MetricCheck(name, rank, want, got, ok, step))
     return checks
 
 
@@ -112,6 +120,9 @@ class TrajectoryComparison:
     missing_steps: dict[int, list[int]]  # rank -> reference steps the candidate lacks
     # What the candidate recorded where the reference did not (``orchestrator.judge.trajectory``).
     cadence: list[dict[str, Any]] = field(default_factory=list)
+    # EVIDENCE_METRICS that differed (the first step of each rank and metric): not failures,
+    # but what the diagnosis reads (an attribute stop did not reproduce is no training state).
+    evidence: list[MetricCheck] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -158,6 +169,7 @@ def compare_trajectories(
     divergences: list[MetricCheck] = []
     missing: dict[int, list[int]] = {}
     cadence: list[dict[str, Any]] = []
+    evidence: list[MetricCheck] = []
     compared = 0
     all_steps: set[int] = set()
     for rank in sorted(reference):
@@ -168,6 +180,7 @@ def compare_trajectories(
             wanted = [s for s in wanted if s in cand]
         all_steps.update(wanted)
         first_bad: dict[str, MetricCheck] = {}
+        first_evidence: dict[str, MetricCheck] = {}
         for step in wanted:
             if step not in cand:
                 missing.setdefault(rank, []).append(step)
@@ -176,8 +189,11 @@ def compare_trajectories(
                 compared += 1
                 if not check.ok and check.metric not in first_bad:
                     first_bad[check.metric] = check
+                elif check.metric in EVIDENCE_METRICS and not values_match(check.expected, check.actual):
+                    first_evidence.setdefault(check.metric, check)
         divergences.extend(first_bad.values())
+        evidence.extend(first_evidence.values())
         extra = [s for s in cand if s not in ref and (only_recorded or (after is not None and s > after))]
         cadence.extend(cadence_differences(rank, ref, cand, wanted, extra))
     divergences = without_shifted(divergences, cadence)
-    return TrajectoryComparison(compared, sorted(all_steps), divergences, missing, cadence)
+    return TrajectoryComparison(compared, sorted(all_steps), divergences, missing, cadence, evidence)

@@ -6,9 +6,13 @@ optimizer and scheduler, before weights and buffers, before losses. Among the ea
 findings, the first entry of ``orchestrator.judge.causes.CATALOG`` that matches one of them
 names the root cause; everything else is reported as downstream of it.
 
+A catalog entry's named test reads the evidence the run recorded (the ledger's detail,
+saved vs resumed positions, RNG digests, optimizer hyperparameters, module attributes:
+``orchestrator.judge.evidence``), so a cause is named only when its evidence is there.
+
 ``diagnose(verdict)`` returns the JSON report's ``"diagnosis"`` list, root cause first; each
-entry has ``metric``, ``rank``, ``step``, ``where``, ``cause_id``, ``cause``, ``fix`` and a
-one-line ``detail`` of what differed.
+entry has ``metric``, ``rank``, ``step``, ``where``, ``cause_id``, ``cause``, ``fix``, a
+one-line ``detail`` of what differed and ``because``: the evidence the cause rests on.
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.judge.causes import CATALOG, DATA, GENERIC_FIX, OPTIMIZER, RNG
+from orchestrator.judge.evidence import EVIDENCE, resume_values, unreproduced_attributes
 from orchestrator.judge.trajectory import describe as describe_cadence
 
 PROGRESS = ("global_step", "grad_accum_micro_batches", "current_epoch")
-SCHEDULE = ("learning_rate", "learning_rates", "lr_scheduler_state", "optimizer_hparams", "grad_scaler_scale")
+SCHEDULE = (
+    "learning_rate",
+    "learning_rates",
+    "lr_scheduler_state",
+    "optimizer_hparams",
+    "grad_scaler_scale",
+    "optimizer_step_skipped",
+)
 LAYERS: tuple[tuple[str, ...], ...] = (DATA, PROGRESS, RNG, (*SCHEDULE, *OPTIMIZER))
 LOSSES = ("train_loss", "val_loss")
 EMPTY_DIGEST = "e3b0c44298fc1c14"  # sha256 of no bytes: a digest of no tensors at all
@@ -137,10 +149,6 @@ def _duplicated_after_epoch_boundary(
     return any(_epoch(g.get("detail", "")) >= 1 for g in _duplicated(found))
 
 
-def _restarted(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]) -> bool:
-    return bool(_duplicated(found))
-
-
 def _sampler_epoch_ahead(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]) -> bool:
     for g in found:
         if g["metric"] != "sampler_state" or g["where"] != f["where"]:
@@ -180,38 +188,50 @@ def _zero_after(f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: M
 TESTS: dict[str, Test] = {
     "resumed_other_checkpoint": _resumed_other_checkpoint,
     "duplicated_after_epoch_boundary": _duplicated_after_epoch_boundary,
-    "restarted": _restarted,
     "sampler_epoch_ahead": _sampler_epoch_ahead,
     "equal_across_ranks": _equal_across_ranks,
     "off_by_one": _off_by_one,
     "zero_after": _zero_after,
+    **EVIDENCE,
 }
 
 
 def _matches(
     entry: Mapping[str, Any], f: Mapping[str, Any], found: Sequence[Mapping[str, Any]], ctx: Mapping[str, Any]
-) -> bool:
+) -> str | None:
+    """What the entry's cause rests on for finding ``f`` (None: it does not match)."""
     if "metrics" in entry and f["metric"] not in entry["metrics"]:
-        return False
+        return None
     if "where" in entry and f["where"] not in entry["where"]:
-        return False
+        return None
     if "kinds" in entry and f["kind"] not in entry["kinds"]:
-        return False
-    return "test" not in entry or TESTS[entry["test"]](f, found, ctx)
+        return None
+    if "instrumentation" in entry and ctx.get("instrumentation") not in entry["instrumentation"]:
+        return None  # a cause of one framework's resume (e.g. the HF Trainer's)
+    tests = entry.get("test", [])
+    for name in [tests] if isinstance(tests, str) else tests:  # any one of them
+        because = TESTS[name](f, found, ctx)
+        if because:
+            return because if isinstance(because, str) else f.get("detail") or f["metric"]
+    return None if tests else f.get("detail") or f["metric"]
 
 
-def _entry(f: Mapping[str, Any], cause: Mapping[str, Any] | None, plain: bool = False) -> dict[str, Any]:
+def _entry(
+    f: Mapping[str, Any], cause: Mapping[str, Any] | None, plain: bool = False, because: str | None = None
+) -> dict[str, Any]:
     out = {k: f[k] for k in ("metric", "rank", "step", "where", "kind", "detail")}
     if cause is None:
         where = "at the resume point" if f["where"] == "resume" else f"in {f['where']}"
         out.update(
             cause_id="unknown",
-            cause=f"{f['metric']} differed first ({where}, rank {f['rank']}, step {f['step']}); no known pattern",
+            cause=f"{f['metric']} differed first ({where}, rank {f['rank']}, step {f['step']}); no known pattern "
+            "fits the evidence",
             fix=GENERIC_FIX.format(metric=f["metric"], where=f["where"]),
+            because=f.get("detail") or f["metric"],
         )
     else:
         fix = cause.get("fix_plain", cause["fix"]) if plain else cause["fix"]
-        out.update(cause_id=cause["id"], cause=cause["cause"], fix=fix)
+        out.update(cause_id=cause["id"], cause=cause["cause"], fix=fix, because=because or f.get("detail"))
     return out
 
 
@@ -244,21 +264,28 @@ def diagnose(verdict: Any, context: Mapping[str, Any] | None = None) -> list[dic
         return []
     ctx = {"resumes": verdict.resumes, **(context or {})}
     ctx["rank0_saved"] = {c.metric: c.expected for c in verdict.resume_checks if c.rank == 0}
+    ctx["resume_values"] = resume_values(verdict.resume_checks)
+    ctx.setdefault("world_size", len(ctx["resume_values"]) or None)
+    stop = verdict.trajectories.get("stop")  # before any resume: what two fresh runs do not agree on
+    ctx["unreproduced"] = unreproduced_attributes(getattr(stop, "evidence", []))
     first_step = found[0]["step"]
     earliest = [f for f in found if f["step"] == first_step]
-    root, cause = earliest[0], None
+    root, cause, because = earliest[0], None, None
     for entry in CATALOG:
-        hit = next((f for f in earliest if _matches(entry, f, found, ctx)), None)
-        if hit is not None:
-            root, cause = hit, entry
+        for f in earliest:
+            because = _matches(entry, f, found, ctx)
+            if because is not None:
+                root, cause = f, entry
+                break
+        if cause is not None:
             break
     plain = bool(ctx.get("plain"))
-    out = [_entry(root, cause, plain) | {"downstream": len(found) - 1}]
+    out = [_entry(root, cause, plain, because) | {"downstream": len(found) - 1}]
     seen = {root["metric"]}
     for f in found:
         if f["metric"] in seen or len(out) >= MAX_ENTRIES:
             continue
         seen.add(f["metric"])
-        own = next((e for e in CATALOG if _matches(e, f, found, ctx)), None)
-        out.append(_entry(f, own, plain))
+        own = next(((e, b) for e in CATALOG if (b := _matches(e, f, found, ctx)) is not None), (None, None))
+        out.append(_entry(f, own[0], plain, own[1]))
     return out

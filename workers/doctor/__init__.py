@@ -4,11 +4,12 @@ The doctor builds the spec's harness, module, datamodule, trainer and loaders th
 phase does (one process, nothing trained, no checkpoint written) and runs the checks of
 ``workers.doctor.checks`` on them: a shuffling train loader Lightning cannot save, a
 sampler without ``set_epoch``, loaders drawing from the global RNG, dropout without
-per-rank RNG state in the checkpoint, epoch-end-only checkpoints or per-epoch schedulers
-while the stop falls mid-epoch, ``estimated_stepping_batches`` in
-``configure_optimizers`` (Lightning issue 20550), and module or callback attributes that
-change during training outside any ``state_dict``. Each finding names the fix, most of
-them a part of ``workers.kit``.
+per-rank RNG state in the checkpoint, a train set that draws random numbers per item in
+loader workers without ``workers.kit.WorkerRngState``, epoch-end-only checkpoints or
+per-epoch schedulers while the stop falls mid-epoch, ``estimated_stepping_batches`` in
+``configure_optimizers`` (Lightning issue 20550), and module, data module or callback
+attributes that change during training outside any ``state_dict``. Each finding names the
+fix, most of them a part of ``workers.kit``.
 
 Findings are advice: exit 0 (1 with ``--strict``); a spec that cannot be loaded or built
 exits 2.

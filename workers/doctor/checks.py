@@ -3,12 +3,14 @@
 A check is ``fn(setup) -> list[Finding]``. They read the objects the spec builds (the
 train and validation loaders, their samplers, the model's layers, the trainer's
 callbacks and the optimizer configuration) and, for state kept outside any
-``state_dict``, the source of the module's and callbacks' own classes: an attribute
+``state_dict``, the source of the module's, data module's and callbacks' own classes: an attribute
 assigned (``self.x = ...``, ``self.x += ...``) in a method that runs during training is
 state a resume loses, unless the class mentions it where it saves state
 (``on_save_checkpoint`` / ``state_dict``) or it is a buffer, parameter or submodule.
 Static inspection, not a trial run: nothing trains, so a large model costs nothing, and a
-counter that changes only later in training (at the first epoch end) is found too.
+counter that changes only later in training (at the first epoch end) is found too. One
+probe runs: the train set's first item fetched twice (global RNG states put back), which
+tells a dataset that draws random numbers per item, whatever its transforms' source.
 """
 
 from __future__ import annotations
@@ -191,6 +193,48 @@ def check_rng_saved(setup: Setup) -> list[Finding]:
     ]
 
 
+def _draws_per_item(dataset: Any) -> bool:
+    """True when fetching the same item twice gives other tensors: it draws random numbers.
+
+    A real probe, not a reading of the source: torchvision's random transforms count too.
+    The global generators are put back, so the probe leaves no trace.
+    """
+    from workers.kit.rng import rng_states, set_rng_states
+    from workers.record.ledger import batch_hash
+
+    if dataset is None or not hasattr(dataset, "__getitem__"):
+        return False
+    states = rng_states()
+    try:
+        return batch_hash(dataset[0]) != batch_hash(dataset[0])
+    except Exception:  # noqa: BLE001 - a dataset that cannot be probed here: nothing to say
+        return False
+    finally:
+        set_rng_states(states)
+
+
+def check_worker_randomness(setup: Setup) -> list[Finding]:
+    """Random draws in the train loader's worker processes that no checkpoint saves."""
+    from workers.kit.augment import WorkerRngState
+
+    loader = setup.train_loader
+    dataset = getattr(loader, "dataset", None)
+    if loader is None or int(getattr(loader, "num_workers", 0) or 0) == 0 or isinstance(dataset, WorkerRngState):
+        return []
+    if not _draws_per_item(dataset):
+        return []
+    return [
+        Finding(
+            "worker-rng-not-saved",
+            f"the train set ({type(dataset).__name__}) draws random numbers per item (augmentation, noise) in "
+            f"{loader.num_workers} loader worker process(es), whose generators no checkpoint saves: after a "
+            "mid-epoch resume the workers draw the epoch's first numbers again, for other samples",
+            f"wrap it in {KIT}.WorkerRngState(dataset) with a StatefulDataLoader ({KIT}.ResumableLoader), or draw "
+            "each sample's augmentation from its own torch.Generator seeded from (seed, epoch, index)",
+        )
+    ]
+
+
 def _checkpoints_by_step(callback: ModelCheckpoint) -> bool:
     return bool(getattr(callback, "_every_n_train_steps", 0)) or getattr(callback, "_train_time_interval", None)
 
@@ -334,8 +378,10 @@ def _unsaved_state(obj: Any, kind: str) -> list[Finding]:
 
 
 def check_state_outside_state_dict(setup: Setup) -> list[Finding]:
-    """Module and callback attributes changed during training that no checkpoint saves."""
+    """Module, data module and callback attributes changed during training that no checkpoint saves."""
     findings = _unsaved_state(setup.module, "the module")
+    if setup.datamodule is not None and not type(setup.datamodule).__module__.startswith(LIBRARY_PREFIXES):
+        findings += _unsaved_state(setup.datamodule, "the data module")
     for callback in setup.trainer.callbacks:
         if not type(callback).__module__.startswith(LIBRARY_PREFIXES):
             findings += _unsaved_state(callback, "the callback")
@@ -347,6 +393,7 @@ CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
     check_sampler_set_epoch,
     check_loader_generators,
     check_rng_saved,
+    check_worker_randomness,
     check_checkpoint_cadence,
     check_epoch_schedulers,
     check_estimated_stepping_batches,

@@ -4,6 +4,8 @@
   ``ResumableSampler``; Lightning saves and restores its state (workers included);
 - ``RngStateCallback``: every rank's Python / numpy / torch / CUDA RNG state in the
   checkpoint, loadable with ``weights_only=True``;
+- ``WorkerRngState``: augmentation drawn in loader workers (``num_workers > 0``) that
+  resumes: each worker's generators saved with the loader's state;
 - ``WithSampleIds``: sample ids for the data ledger (else it hashes each sample's tensors);
 - ``RotatingValSampler`` + ``validations_before``: validation walking through the val set
   that resumes at the right slice; ``consumed_samples(trainer)``: the loader's position.
@@ -12,6 +14,7 @@ See ``workers.kit.data`` for what each part handles (and when you need none of t
 ``python -m workers.doctor SPEC.py`` for what in a setup will not resume.
 """
 
+from workers.kit.augment import WorkerRngState
 from workers.kit.data import (
     ResumableLoader,
     ResumableSampler,
@@ -28,6 +31,7 @@ __all__ = [
     "RngStateCallback",
     "RotatingValSampler",
     "WithSampleIds",
+    "WorkerRngState",
     "consumed_samples",
     "gather_rng_states",
     "rng_states",

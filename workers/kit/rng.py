@@ -23,6 +23,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 
+from workers.metrics import rng_digests
+
 CHECKPOINT_KEY = "rng_states_per_rank"
 
 
@@ -82,6 +84,9 @@ class RngStateCallback(Callback):
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
         self.to_restore: dict[str, Any] | None = None
+        # What was restored, as digests: the diagnosis's evidence (``rng_restored``) that a
+        # different state at train start was drawn or re-seeded after the restore.
+        self.restored_rng_digests: dict[str, str] | None = None
 
     def rank_to_restore(self, trainer: pl.Trainer) -> int:
         """Whose saved states this rank restores: its own."""
@@ -108,5 +113,6 @@ class RngStateCallback(Callback):
         """Restores (or seeds) the streams: not earlier, as DDP's setup re-seeds every rank alike."""
         if self.to_restore is not None:
             set_rng_states(self.to_restore)
+            self.restored_rng_digests = rng_digests()
         elif self.seed is not None:
             seed_rank(self.seed, trainer.global_rank)
