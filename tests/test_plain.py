@@ -24,9 +24,11 @@ def _run(*argv: str):  # type: ignore[no-untyped-def]
 
 
 exact_2 = background_orchestrator_run("exact_2", _run("--nproc-per-node", "2", "--", str(DDP)))
-# Also aborts at exit after training, as gloo DDP sometimes does: a warning, not a failure.
+# Also aborts at exit after training, as gloo DDP sometimes does: a warning, not a failure;
+# and trains through a GradScaler that skips steps (its state saved with the checkpoint).
 exact_1_epoch_end = background_orchestrator_run(
-    "exact_1_epoch_end", _run("--nproc-per-node", "1", "--kill-at", "13", "--", str(DDP), "--abort-at-exit")
+    "exact_1_epoch_end",
+    _run("--nproc-per-node", "1", "--kill-at", "13", "--", str(DDP), "--abort-at-exit", "--grad-scaler"),
 )
 fsdp2_dcp = background_orchestrator_run("fsdp2_dcp", _run("--nproc-per-node", "2", "--", str(FSDP2)))
 rng_lost = background_orchestrator_run("rng_lost", _run("--nproc-per-node", "1", "--", str(DDP), "--no-save-rng"))
@@ -38,6 +40,23 @@ never_saves = background_orchestrator_run(
 )
 torn_latest = background_orchestrator_run(
     "torn_latest", _run("--nproc-per-node", "1", "--no-reference", "--kill-during-save", "--", str(DDP))
+)
+scaler_lost = background_orchestrator_run(
+    "scaler_lost",
+    _run("--nproc-per-node", "1", "--no-reference", "--", str(DDP), "--grad-scaler", "--no-save-scaler"),
+)
+# Two bugs the field files, each diagnosed from its evidence: the optimizer's state_dict never
+# loaded (the scheduler's is), and one rank's loader state not restored.
+optimizer_forgotten = background_orchestrator_run(
+    "optimizer_forgotten", _run("--nproc-per-node", "1", "--no-reference", "--", str(DDP), "--forget", "optimizer")
+)
+loader_rank1_forgotten = background_orchestrator_run(
+    "loader_rank1_forgotten",
+    _run("--nproc-per-node", "2", "--", str(DDP), "--forget", "loader-rank1"),  # the ledger needs the reference
+)
+# A newcomer's slip: the tool's own option after `--`, where the script's parser gets it.
+misplaced_option = background_orchestrator_run(
+    "misplaced_option", _run("--no-reference", "--no-prewarm", "--", str(DDP), "--nproc-per-node", "1")
 )
 no_resume = background_orchestrator_run(
     "no_resume", _run("--nproc-per-node", "1", "--no-reference", "--go-args=--no-resume", "--", str(DDP))
@@ -74,6 +93,31 @@ def test_a_resume_at_an_epoch_boundary_with_kill_at_verifies_on_one_rank(exact_1
     assert (sentinel["stopped_at"], sentinel["step"]) == (13, 12)  # the last checkpoint before the stop
     assert sentinel["resume_point"]["epoch"] == 1 and sentinel["resume_point"]["batch_in_epoch"] == 0
     assert "at an epoch boundary" in run.stdout
+
+
+def test_steps_a_grad_scaler_skips_are_counted_as_skipped_and_its_scale_is_checked(exact_1_epoch_end: Run) -> None:
+    run = exact_1_epoch_end
+    assert run.returncode == ExitCode.VERIFIED, run.stderr + run.stdout[-3000:]
+    metadata = Path(run.report["stops"][0]["metadata_dir"])
+    entries = json.loads((metadata / "trajectory" / "go" / "rank0.json").read_text())["entries"]
+    # Every step of the loop is there, skipped or not: go continues at 13 and ends at 16.
+    assert [e["step"] for e in entries] == [13, 14, 15, 16]
+    stop = json.loads((metadata / "trajectory" / "stop" / "rank0.json").read_text())["entries"]
+    skipped = [e["step"] for e in stop if e["metrics"]["optimizer_step_skipped"]]
+    assert skipped and skipped[0] == 1  # the scale starts too high: the first step overflows
+    # The loss is the script's own, not the scaled one (the scale is ~1e38).
+    assert all(0 < e["metrics"]["train_loss"] < 1e3 for e in stop)
+    checked = {c["metric"] for c in run.report["verdict"]["resume_checks"]}
+    assert "grad_scaler_scale" in checked
+
+
+def test_a_grad_scaler_left_out_of_the_checkpoint_is_named_with_the_plain_fix(scaler_lost: Run) -> None:
+    run = scaler_lost
+    assert run.returncode == ExitCode.MISMATCH, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert (root["metric"], root["where"], root["cause_id"]) == ("grad_scaler_scale", "resume", "grad_scaler")
+    assert "scaler.load_state_dict()" in root["fix"]
+    assert "root cause: grad_scaler_scale at resume" in run.stdout
 
 
 def test_an_fsdp2_script_checkpointed_with_dcp_verifies_on_two_ranks(fsdp2_dcp: Run) -> None:
@@ -143,3 +187,31 @@ def test_a_rank_that_aborts_at_exit_after_its_last_step_is_a_warning(exact_1_epo
         phase = next(p for p in run.report["phases"] if p["name"] == name)
         assert phase["exit_code"] != 0 and phase["outcome"].startswith("finished; every rank recorded its last step")
         assert f"{name}: warning: every rank recorded its last step" in run.stdout
+
+
+def test_a_script_that_rejects_its_arguments_fails_with_the_parsers_own_words(misplaced_option: Run) -> None:
+    run = misplaced_option
+    assert run.returncode == ExitCode.STOP_FAILED, run.stderr + run.stdout[-3000:]
+    assert (
+        "the script exited with 2: ddp_train.py: error: unrecognized arguments: --nproc-per-node 1 "
+        "(stop-and-go's own options go before `--`, the script's after it)"
+    ) in run.stderr
+    assert_nothing_left(run.run_dir)
+
+
+def test_an_optimizer_never_loaded_is_named_though_the_scheduler_was(optimizer_forgotten: Run) -> None:
+    run = optimizer_forgotten
+    assert run.returncode == ExitCode.MISMATCH, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert (root["metric"], root["where"], root["cause_id"]) == ("learning_rate", "resume", "optimizer_not_loaded")
+    assert "lr_scheduler_state is the saved one" in root["because"]
+    assert "optimizer.load_state_dict(" in root["fix"]
+
+
+def test_a_loader_not_restored_on_one_rank_is_named_with_the_ranks(loader_rank1_forgotten: Run) -> None:
+    run = loader_rank1_forgotten
+    assert run.returncode == ExitCode.MISMATCH, run.stderr + run.stdout[-3000:]
+    root = run.report["diagnosis"][0]
+    assert (root["rank"], root["cause_id"]) == (1, "loader_not_restored_on_some_ranks")
+    assert "only rank 1's data differs" in root["because"] and "rank 0 resumed exactly" in root["because"]
+    assert "StatefulDataLoader" not in root["fix"]  # the script has one: the fix is to load rank 1's state

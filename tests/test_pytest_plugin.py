@@ -11,7 +11,9 @@ from junitparser import Failure, JUnitXml
 
 from tests.conftest import BROKEN_SPEC, DEFAULT_SPEC, REPO, background_fixture
 
-PLAIN_SCRIPT = REPO / "tests" / "scripts" / "plain_train.py"
+# A plain PyTorch DDP script (no Lightning): the fixture's run_script is the same `run -- SCRIPT`
+# command for every kind of script; the Lightning kind is run through it in tests/test_wrap.py.
+DDP_SCRIPT = REPO / "tests" / "scripts" / "ddp_train.py"
 
 pytestmark = pytest.mark.timeout(1500)
 
@@ -65,8 +67,11 @@ def test_seed_style_harness_resumes(stop_and_go):
 
 
 def test_unmodified_script_resumes(stop_and_go):
-    result = stop_and_go.run_script({script!r}, "--max-steps", "8", "--every", "3", nproc_per_node=1, reference=False)
+    result = stop_and_go.run_script(
+        {script!r}, "--max-steps", "8", "--save-every", "3", nproc_per_node=1, reference=False
+    )
     assert result.report["sentinel"]["step"] == 3
+    assert result.report["sentinel"]["instrumentation"] == "plain"
 '''
 
 
@@ -84,7 +89,7 @@ def _inner_pytest_command(out: Path) -> list[str]:
     project = out / "project"
     project.mkdir()
     (project / "test_resume.py").write_text(
-        TEST_FILE.format(default=str(DEFAULT_SPEC), broken=str(BROKEN_SPEC), script=str(PLAIN_SCRIPT)), encoding="utf-8"
+        TEST_FILE.format(default=str(DEFAULT_SPEC), broken=str(BROKEN_SPEC), script=str(DDP_SCRIPT)), encoding="utf-8"
     )
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--junitxml=results.xml", "test_resume.py"]
 

@@ -133,3 +133,14 @@ def test_plain_events_explain_go1_in_the_first_line_that_names_it() -> None:
         "[orchestrator] go1 (the first resumed phase): pre-warming torchrun (pid 2, 2 workers)",
         "[orchestrator] go1: killed after the sentinel",
     ]
+
+
+def test_a_scheduler_state_that_differs_shows_only_the_keys_that_differ() -> None:
+    # What a plain loop's lr_scheduler_state finding holds: one LambdaLR state dict a side.
+    saved: dict[str, Any] = {"_is_initial": False, "_last_lr": [0.01], "base_lrs": [0.01], "last_epoch": 4}
+    resumed = {**saved, "_last_lr": [0.002], "last_epoch": 0}
+    line = cut_long_values(f"lr_scheduler_state at resume (rank 0, step 4): saved {[saved]!r}, resumed {[resumed]!r}")
+    assert line == (
+        "lr_scheduler_state at resume (rank 0, step 4): saved vs resumed: 1 value, 1 differ: "
+        "_last_lr [0.01] vs [0.002], last_epoch 4 vs 0"
+    )

@@ -53,6 +53,7 @@ from workers.metrics import MetricsFn, collect_metrics, to_jsonable
 from workers.record.fingerprint import sampled
 from workers.record.ledger import BatchRecorder
 from workers.record.state import StateRecorder, state_groups
+from workers.record.trajectory import write_trajectory
 from workers.stop_plan import StopPlanError, kill_step_not_reached, resolve_kill_at
 
 
@@ -443,8 +444,5 @@ class MetricsTrajectoryCallback(Callback):
         entries = self.entries
         if complete_steps_only and entries and entries[-1]["step"] == trainer.global_step:
             entries = entries[:-1]
-        write_json_atomic(
-            MetadataLayout(self.metadata_path).trajectory(self.phase, rank),
-            {"rank": rank, "phase": self.phase, "entries": entries},
-        )
+        write_trajectory(self.metadata_path, self.phase, rank, entries)
         self.batches.flush(rank)

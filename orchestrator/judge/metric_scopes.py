@@ -41,6 +41,7 @@ BUILTIN_SCOPES: dict[str, str] = {
     "optimizer_hparams": GLOBAL,
     "lr_scheduler_state": GLOBAL,
     "grad_scaler_scale": GLOBAL,
+    "optimizer_step_skipped": GLOBAL,  # the scaler's inf check is on all-reduced gradients
     "weights_digest": STATE,
     "buffers_digest": STATE,
     "optimizer_state_digest": STATE,

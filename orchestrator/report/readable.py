@@ -95,7 +95,8 @@ def cut_list(value: list[Any], noun: str = "values") -> str:
 def cut_pair(a: list[Any], b: list[Any], noun: str = "values") -> str:
     """``32 ids, 32 differ: #bbfd…, #ec55… vs #8e4a…, #53d8…``: the first items that differ."""
     differ = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
-    size = f"{len(a)} {noun}" if len(a) == len(b) else f"{len(a)} vs {len(b)} {noun}"
+    one = noun[:-1] if len(a) == len(b) == 1 else noun  # "1 value"
+    size = f"{len(a)} {one}" if len(a) == len(b) else f"{len(a)} vs {len(b)} {noun}"
     at = differ[:SHOWN_ITEMS] or list(range(min(SHOWN_ITEMS, len(a))))
 
     def side(values: list[Any]) -> str:  # the count says how many more differ
@@ -105,7 +106,18 @@ def cut_pair(a: list[Any], b: list[Any], noun: str = "values") -> str:
             items.append(_item(values[i], chars))
         return ", ".join(items) or "-"
 
+    first = differ[0] if differ else None
+    if first is not None and first < min(len(a), len(b)) and isinstance(a[first], dict) and isinstance(b[first], dict):
+        return f"{size}, {len(differ)} differ: {dict_differences(a[first], b[first])}"
     return f"{size}, {len(differ)} differ: {side(a)} vs {side(b)}"
+
+
+def dict_differences(a: dict[Any, Any], b: dict[Any, Any], shown: int = 3) -> str:
+    """``last_epoch 4 vs 0, _last_lr [0.01] vs [0.002]``: the keys whose values differ (a state dict's)."""
+    keys = [k for k in {**a, **b} if a.get(k, "-") != b.get(k, "-")]
+    parts = [f"{k} {_item(a.get(k, '-'), 12)} vs {_item(b.get(k, '-'), 12)}" for k in keys[:shown]]
+    more = f", {len(keys) - shown} more keys" if len(keys) > shown else ""
+    return (", ".join(parts) or "the same keys and values") + more
 
 
 def cut_long_values(text: str, max_chars: int = MAX_LIST_CHARS) -> str:

@@ -12,6 +12,11 @@ masks after a resume); ``--loader plain`` uses a ``DataLoader`` over a
 ``DistributedSampler``, which has no position to save; ``--no-resume`` never loads;
 ``--abort-at-exit`` ends the process with SIGABRT after training, as gloo DDP on CPU
 sometimes does at interpreter exit ("terminate called without an active exception").
+``--forget optimizer|scheduler|loader-rank1`` leaves that out of the resume (the bugs
+the field files: an optimizer state never loaded, a scheduler not restored, one rank's
+loader state not restored). ``--grad-scaler`` trains through a ``torch.amp.GradScaler`` whose scale starts so high
+that it overflows and skips steps, now and then again as it grows back (saved with the
+checkpoint unless ``--no-save-scaler``).
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ def main() -> None:
     parser.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--loader", choices=("stateful", "plain"), default="stateful")
     parser.add_argument("--abort-at-exit", action="store_true")
+    parser.add_argument("--forget", choices=("optimizer", "scheduler", "loader-rank1"), default=None)
+    parser.add_argument("--grad-scaler", action="store_true")
+    parser.add_argument("--save-scaler", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
 
     dist.init_process_group("gloo")
@@ -76,6 +84,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
     loader, sampler = make_loader(args.loader, rank, world)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, growth_interval=4, enabled=args.grad_scaler)
 
     ckpt_dir = Path(args.ckpt_dir)
     step, epoch = 0, 0
@@ -83,11 +92,15 @@ def main() -> None:
     if latest is not None:
         state = torch.load(latest / "checkpoint.pt", weights_only=False)
         model.module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        if args.forget != "optimizer":
+            optimizer.load_state_dict(state["optimizer"])
+        if args.forget != "scheduler":
+            scheduler.load_state_dict(state["scheduler"])
         step, epoch = state["step"], state["epoch"]
+        if state["scaler"] is not None:
+            scaler.load_state_dict(state["scaler"])
         own = torch.load(latest / f"dataloader_rank_{rank}.pt", weights_only=False)
-        if args.loader == "stateful":
+        if args.loader == "stateful" and not (args.forget == "loader-rank1" and rank == 1):
             loader.load_state_dict(own["loader"])
         if args.save_rng:
             torch.set_rng_state(own["rng"])
@@ -98,8 +111,9 @@ def main() -> None:
         for x, y in loader:
             loss = nn.functional.mse_loss(model(x), y)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             step += 1
             if step % args.save_every == 0 and step < args.max_steps:
@@ -113,6 +127,7 @@ def main() -> None:
                             "scheduler": scheduler.state_dict(),
                             "step": step,
                             "epoch": epoch,
+                            "scaler": scaler.state_dict() if args.save_scaler else None,
                         },
                         target / "checkpoint.pt",
                     )

@@ -5,7 +5,8 @@
 - ``torch.nn`` global forward pre/post hooks: the outermost module called in training
   mode with gradients on, its inputs (the batch) and when a step's batches begin;
 - wrappers (no hook exists): ``torch.autograd.backward`` (the loss), ``torch.save`` /
-  ``torch.load`` and ``torch.distributed.checkpoint``'s ``save`` / ``async_save`` / ``load``
+  ``torch.load``, ``safetensors.torch``'s ``save_file`` / ``save_model`` / ``load_file`` /
+  ``load_model`` and ``torch.distributed.checkpoint``'s ``save`` / ``async_save`` / ``load``
   (checkpoints), ``Optimizer.__init__`` and ``LRScheduler.step`` (the optimizers and
   schedulers, known before they step), ``DistributedSampler.set_epoch`` (the epoch). They
   are put in place before the script runs, so a script that binds ``from
@@ -26,6 +27,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from workers.plain.saves import Checkpoints
+from workers.plain.scaler import ScalerWatch
 from workers.record.steps import StepRecorder
 from workers.wrap.config import WrapConfig
 
@@ -44,6 +46,8 @@ class PlainRun:
         self.recorder = StepRecorder(config.metadata_dir, config.label, rank, run_dir)
         self.checkpoints = Checkpoints(self.recorder, config, rank, world, run_dir)
         self.primary: torch.optim.Optimizer | None = None
+        self.optimizer_steps = 0  # every optimizer's steps: a GradScaler step that adds none skipped
+        self.scaler = ScalerWatch(self.recorder, lambda: self.optimizer_steps, self.skipped_step)
         self._depth = 0
         self._outer_training = False
         self._handles: list[RemovableHandle] = []
@@ -60,8 +64,15 @@ class PlainRun:
             self.checkpoints.before_step()
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.optimizer_steps += 1
         if optimizer is self.primary:
             self.recorder.on_step()
+
+    def skipped_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """A ``GradScaler`` skipped ``optimizer``'s step (inf/NaN): a step of the loop all the same."""
+        self._before_step(optimizer, (), {})  # no step() was called: its pre-hook did not run either
+        if optimizer is self.primary:
+            self.recorder.on_step(skipped=True)
 
     def _before_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._depth += 1
@@ -92,7 +103,7 @@ class PlainRun:
     def _wrap_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
         def backward(tensors: Any, *args: Any, **kwargs: Any) -> Any:
             if isinstance(tensors, torch.Tensor) and tensors.numel() == 1:
-                self.recorder.on_loss(tensors)
+                self.recorder.on_loss(self.scaler.unscaled(tensors))
             return original(tensors, *args, **kwargs)
 
         return backward
@@ -109,12 +120,13 @@ class PlainRun:
 
         return save
 
-    def _wrap_load(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def load(f: Any, *args: Any, **kwargs: Any) -> Any:
-            path = _path(f)
+    def _wrap_load(self, original: Callable[..., Any], at: int = 0) -> Callable[..., Any]:
+        # ``at``: where the path is (safetensors' load_model(model, filename) has it second).
+        def load(*args: Any, **kwargs: Any) -> Any:
+            path = _path(args[at] if len(args) > at else kwargs.get("f", kwargs.get("filename")))
             if path is not None:
                 self.checkpoints.loading(path)
-            return original(f, *args, **kwargs)
+            return original(*args, **kwargs)
 
         return load
 
@@ -184,6 +196,8 @@ class PlainRun:
         self._patch(optimizer.Optimizer, "__init__", self._wrap_optimizer_init)
         self._patch(lr_scheduler.LRScheduler, "step", self._wrap_scheduler_step)
         self._patch(distributed.DistributedSampler, "set_epoch", self._wrap_set_epoch)
+        self.scaler.install(self._patch)
+        self._patch_safetensors()
         try:
             import torch.distributed.checkpoint as dcp
             from torch.distributed.checkpoint import state_dict_loader, state_dict_saver
@@ -194,6 +208,17 @@ class PlainRun:
             self._patch(owner, "async_save", functools.partial(self._wrap_dcp_save, is_async=True))
         for owner in (dcp, state_dict_loader):
             self._patch(owner, "load", self._wrap_dcp_load)
+
+    def _patch_safetensors(self) -> None:
+        """safetensors' save/load of a file: checkpoint files as torch.save's (HF and Accelerate save models so)."""
+        try:
+            import safetensors.torch as st
+        except ImportError:  # not installed: nothing can call it
+            return
+        for name in ("save_file", "save_model"):  # (tensors or model, filename, ...), like torch.save
+            self._patch(st, name, self._wrap_save)
+        self._patch(st, "load_file", self._wrap_load)
+        self._patch(st, "load_model", functools.partial(self._wrap_load, at=1))
 
     def remove(self) -> None:
         """Removes every hook and wrapper."""

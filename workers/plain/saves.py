@@ -102,6 +102,14 @@ class Checkpoints:
         self.resumed = config.mode != "go"  # only go has to resume before its first step
         self.mismatches: list[str] = []
         self.stopped = False
+        # What an adapter over this protocol (``workers.hf``) adds: its name in the sentinel, the
+        # resume point's facts it knows (the accumulation window), its fix for a torn "latest".
+        self.instrumentation = "plain"
+        self.resume_facts: dict[str, Any] = {}
+        self.torn_fix = (
+            "fix its latest-checkpoint logic: trust a directory only once a completion marker written last is in "
+            "it, or write under a temporary name and rename when complete"
+        )
 
     def _kill_step(self, kill_at: str | None) -> int | None:
         if not kill_at:
@@ -151,9 +159,7 @@ class Checkpoints:
                 raise TornCheckpointError(
                     f"{self.config.label}: the script loads from {marker['path']}, the checkpoint the stop was "
                     f"killed while writing ({len(marker.get('files_written') or [])} file(s) written), not from the "
-                    f"complete {Path(str(marker.get('checkpoint_path'))).name}; fix its latest-checkpoint logic: "
-                    "trust a directory only once a completion marker written last is in it, or write under a "
-                    "temporary name and rename when complete"
+                    f"complete {Path(str(marker.get('checkpoint_path'))).name}; {self.torn_fix}"
                 )
 
     # -- step boundaries ---------------------------------------------------------------------
@@ -174,6 +180,18 @@ class Checkpoints:
             return
         if step in self.checkpoints and step > self.start_step and self._epoch_allows(step):
             self._stop(step)
+
+    def checkpoint_complete(self) -> None:
+        """A framework says this rank's part of the step's checkpoint is complete (HF ``on_save``).
+
+        What ``before_step`` does at the next step, now; a rank that saved nothing writes its
+        state after the step as recorded, announced or not: the framework named it a checkpoint.
+        """
+        self.recorder.settle()
+        step = self.recorder.step
+        if self.stopping and self.group is None and step not in self.checkpoints:
+            self._write_metadata(step, self._entry_metrics(step), [], "sampled")
+        self.before_step()
 
     def _complete_group(self) -> None:
         group, self.group = self.group, None
@@ -300,6 +318,7 @@ class Checkpoints:
             "later_epoch_checkpoints": [],  # a plain script's epochs are not known ahead
             "go1_not_run": "not run for a plain PyTorch loop, whose epochs are not known ahead (--kill-at a step "
             "of a later epoch resumes after an epoch boundary)",
+            **self.resume_facts,
         }
         sentinel = Sentinel(
             step=step,
@@ -310,7 +329,7 @@ class Checkpoints:
             label=self.config.label,
             stopped_at=stopped_at,
             resume_point=resume_point,
-            instrumentation="plain",
+            instrumentation=self.instrumentation,
         )
         write_json_atomic(sentinel_path_for(self.layout.root), sentinel.to_dict())
 

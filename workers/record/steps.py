@@ -17,11 +17,13 @@ from typing import Any
 
 import torch
 
-from orchestrator.protocol import MetadataLayout, progress_path, write_json_atomic
+from orchestrator.protocol import progress_path, write_json_atomic
 from workers.metrics import learning_rates, optimizer_hparams, rng_digests, scheduler_states
+from workers.record.attributes import module_attributes
 from workers.record.fingerprint import sampled, tensor_digest, tensor_norm
 from workers.record.ledger import BatchRecorder
 from workers.record.state import Named, StateRecorder, state_groups
+from workers.record.trajectory import write_trajectory
 
 PROGRESS_INTERVAL_S = 0.2
 
@@ -40,6 +42,7 @@ class StepRecorder:
         self.modules: list[torch.nn.Module] = []  # outermost modules trained, in first-seen order
         self.optimizers: list[torch.optim.Optimizer] = []
         self.schedulers: list[Any] = []
+        self.scalers: list[Any] = []  # AMP grad scalers (torch.amp.GradScaler)
         self.entries: list[dict[str, Any]] = []
         self.pending: dict[str, Any] | None = None  # the step just taken, its state not yet read
         self.batches = BatchRecorder(metadata_dir, phase)
@@ -94,8 +97,16 @@ class StepRecorder:
         if not any(s is scheduler for s in self.schedulers):
             self.schedulers.append(scheduler)
 
-    def on_step(self) -> None:
-        """The primary optimizer stepped: one more step, its entry pending until its state is final."""
+    def on_scaler(self, scaler: Any) -> None:
+        """An AMP grad scaler was made: its scale is part of the rank's state."""
+        if not any(s is scaler for s in self.scalers):
+            self.scalers.append(scaler)
+
+    def on_step(self, skipped: bool = False) -> None:
+        """The primary optimizer stepped (or a grad scaler ``skipped`` it on inf/NaN): one more step.
+
+        Its entry is pending until its state is final.
+        """
         self.settle()
         micro_batches = self._micro_batches()
         last = self.batches.entries[-1] if micro_batches else {}  # the step's last batch, if any
@@ -110,6 +121,8 @@ class StepRecorder:
                 "grad_accum_micro_batches": micro_batches,
             },
         }
+        if self.scalers:  # with a scaler, which steps it skipped is part of the trajectory
+            self.pending["metrics"]["optimizer_step_skipped"] = skipped
         self._losses = []
         if self._first_step_time is None:
             self._first_step_time = time.time()
@@ -131,7 +144,11 @@ class StepRecorder:
             "learning_rates": rates,
             "optimizer_hparams": optimizer_hparams(self.optimizers),
             "lr_scheduler_state": scheduler_states(self.schedulers),
+            "module_attributes": module_attributes(self.modules),  # evidence only, never a failure
         }
+        enabled = [s for s in self.scalers if s.is_enabled()]
+        if enabled:
+            metrics["grad_scaler_scale"] = float(enabled[0].get_scale())
         for group, prefix in (("weights", "weights"), ("buffers", "buffers"), ("optimizer", "optimizer_state")):
             tensors = [t for _, t in groups[group]]
             metrics[f"{prefix}_digest"] = tensor_digest(tensors)
@@ -170,10 +187,7 @@ class StepRecorder:
             {"step": e["step"], "metrics": {k: v for k, v in e["metrics"].items() if k not in undrawn}}
             for e in self.entries
         ]
-        write_json_atomic(
-            MetadataLayout(self.metadata_dir).trajectory(self.phase, self.rank),
-            {"rank": self.rank, "phase": self.phase, "entries": entries},
-        )
+        write_trajectory(self.metadata_dir, self.phase, self.rank, entries)
         self.batches.flush(self.rank)
         self._progress(force=True)
 

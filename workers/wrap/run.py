@@ -11,15 +11,19 @@ runs SCRIPT as ``__main__`` with ARGS as its ``sys.argv``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import runpy
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from orchestrator.protocol import ENV_PHASE_LABEL, PHASE_GO, RunLayout, read_phase_plan
 from orchestrator.run.boot import die_with_parent
 from orchestrator.wrap.command import CHECKPOINT, last_stop_checkpoint
+from workers import hf
 from workers.errors import NoCheckpointError, ResumeMismatchError, StopAndGoException
 from workers.phase_result import dump_stacks_on_sigusr1, finish_result, record_error, start_result
 from workers.plain import hooks as plain
@@ -89,11 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, str(Path(script_argv[0]).resolve().parent))
         # A plain PyTorch loop is recorded by these hooks; they stand down for a Lightning Trainer.
         instrumentation = plain.install(config, args.run_dir)
+        hf.install()  # and a callback in every Hugging Face Trainer, feeding these hooks
         try:
-            runpy.run_path(script_argv[0], run_name="__main__")
+            with _argparse_errors() as usage_errors:
+                runpy.run_path(script_argv[0], run_name="__main__")
         except SystemExit as err:
             if err.code not in (None, 0):
-                raise RuntimeError(f"the script exited with {err.code}") from err
+                raise RuntimeError(f"the script exited with {err.code}{_explained(usage_errors)}") from err
         finally:
             if plain.active() is not None:
                 instrumentation.recorder.flush()  # what it recorded, even when the script failed
@@ -118,6 +124,31 @@ def main(argv: list[str] | None = None) -> int:
     finish_result(result, path, started, final_step if final_step is not None else _lightning_final_step())
     stacks.close()
     return exit_code
+
+
+@contextlib.contextmanager
+def _argparse_errors() -> Iterator[list[str]]:
+    """The usage errors the script's argument parser reports (argparse prints them, then exits 2)."""
+    errors: list[str] = []
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+        errors.append(f"{parser.prog}: error: {message}")
+        original(parser, message)
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield errors
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
+
+
+def _explained(usage_errors: list[str]) -> str:
+    # The verdict shows the parser's own words, not only "exited with 2" and a log to open.
+    if not usage_errors:
+        return ""
+    hint = " (stop-and-go's own options go before `--`, the script's after it)"
+    return f": {usage_errors[-1]}" + (hint if "unrecognized arguments" in usage_errors[-1] else "")
 
 
 def _import_ahead(script: Path) -> None:
