@@ -210,7 +210,8 @@ class Sentinel:
     # What the stopping worker knows of the resume point (``ResumePoint`` keys: epoch,
     # batch_in_epoch, batches_per_epoch, accumulate_grad_batches, ...); None from older writers.
     resume_point: dict[str, Any] | None = None
-    # Who recorded the phase: None for Lightning callbacks, "plain" for a plain PyTorch loop's hooks.
+    # Who recorded the phase: None for Lightning callbacks, "plain" for a plain PyTorch loop's hooks,
+    # "transformers" for those fed by the Hugging Face Trainer's callback (workers.hf).
     instrumentation: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

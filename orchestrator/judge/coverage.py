@@ -88,7 +88,7 @@ def coverage(stops: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         return {"resume_points": [], "exercised": [], "not_exercised": []}
     exercised = set().union(*(set(p["situations"]) for p in points))
     options = _options(points[0])
-    if any((stop.get("trigger") or {}).get("instrumentation") == "plain" for stop in stops):
+    if any((stop.get("trigger") or {}).get("instrumentation") in ("plain", "transformers") for stop in stops):
         options = _plain_options()
     order = list(options)
     missing = [{"situation": s, "option": options[s]} for s in order if s not in exercised]
