@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     GPU_NOT_RELEASED = 8
     SPEC_NONDETERMINISTIC = 9
     NO_CHECKPOINT = 10
+    NODE_LOST = 11
     INTERNAL_ERROR = 70
     INTERRUPTED = 130
 
@@ -37,6 +38,8 @@ DESCRIPTIONS: dict[ExitCode, str] = {
     "its stop, so no resume can be judged (the first differing metric is named)",
     ExitCode.NO_CHECKPOINT: "stop-and-go run: the script's Trainer saved no checkpoint to stop at before training "
     "ended (add --checkpoint-every K)",
+    ExitCode.NODE_LOST: "sbatch: a node of the Slurm job was lost mid-run (NODE_FAIL), so the run could not be "
+    "judged; the failed nodes are named",
     ExitCode.INTERNAL_ERROR: "internal error of the orchestrator (a bug: please report it)",
     ExitCode.INTERRUPTED: "interrupted by SIGINT or SIGTERM; workers were killed first",
 }

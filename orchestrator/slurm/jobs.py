@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from orchestrator.protocol import PHASE_STOP, RunLayout
+from orchestrator.protocol import PHASE_CONTINUOUS, PHASE_STOP, RunLayout
 from orchestrator.run.events import RunEvents
 from orchestrator.run.launcher import PhaseProcess, WorkerGroup
 from orchestrator.run.multinode import multinode_torchrun_command
@@ -32,6 +32,8 @@ from orchestrator.slurm.steps import ENV_SLURM_JOBS, job_steps, wait_for_trigger
 
 ENV_SBATCH_OPTIONS = "STOP_AND_GO_SLURM_SBATCH"
 ENV_SIGNAL_BEFORE = "STOP_AND_GO_SIGNAL_BEFORE"
+# Set by ``sbatch --go-on-other-nodes``: go's jobs exclude the nodes the stop job ran on.
+ENV_GO_ON_OTHER_NODES = "STOP_AND_GO_GO_ON_OTHER_NODES"
 JOB_GONE_TIMEOUT_S = 60.0
 
 
@@ -52,6 +54,14 @@ def job_id_by_name(name: str) -> str | None:
     return ids[0] if ids else None
 
 
+def job_nodes(job_id: str) -> str | None:
+    """The node list of a job that ran (``scontrol`` keeps an ended job for MinJobAge)."""
+    proc = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=30)
+    fields = dict(word.split("=", 1) for word in proc.stdout.split() if "=" in word)
+    nodes = fields.get("NodeList", "")
+    return nodes if nodes and nodes != "(null)" else None
+
+
 def job_running(job_id: str) -> bool:
     """Whether Slurm still lists the job as pending, running or completing."""
     proc = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30)
@@ -68,6 +78,7 @@ class SlurmJobLauncher:
         signal_before = os.environ.get(ENV_SIGNAL_BEFORE)
         self.signal_before_s = int(signal_before) if signal_before else None
         self.stop_job_id: str | None = None
+        self.go_on_other_nodes = os.environ.get(ENV_GO_ON_OTHER_NODES) == "1"
 
     def launch(
         self,
@@ -91,7 +102,8 @@ class SlurmJobLauncher:
         )
         torchrun[torchrun.index("--log-dir") + 1] = str(layout.torchrun_log_dir(phase))
         name = f"stop-and-go-{phase}-{run_id[:8]}"
-        options = [f"--job-name={name}", f"--nodes={self.nnodes}", "--ntasks-per-node=1", *self.sbatch_options]
+        options = [f"--job-name={name}", f"--nodes={self.nnodes}", "--ntasks-per-node=1", "--no-requeue"]
+        options += self.sbatch_options
         # Job output goes to the phase log, next to what the orchestrator writes there.
         options += [f"--output={layout.phase_log(phase)}", "--open-mode=append", f"--chdir={Path.cwd()}"]
         trigger = None
@@ -101,6 +113,11 @@ class SlurmJobLauncher:
         if phase != PHASE_STOP and self.stop_job_id is not None:
             # A fresh allocation once the stop job has ended, as after a preemption.
             options.append(f"--dependency=afterany:{self.stop_job_id}")
+            stop_nodes = job_nodes(self.stop_job_id) if self.go_on_other_nodes and phase != PHASE_CONTINUOUS else None
+            if stop_nodes:
+                # Nothing the stop left on its nodes (files in /tmp, a process, a GPU) can help go there.
+                options.append(f"--exclude={stop_nodes}")
+                events.event("slurm_exclude", phase, f"{phase}: its job excludes the stop job's nodes ({stop_nodes})")
         script = layout.root / "slurm" / f"{phase}.sh"
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(_phase_script(phase, options, torchrun, trigger), encoding="utf-8")

@@ -21,7 +21,7 @@ from types import FrameType
 
 from orchestrator.arguments import OneLineParser, UsageError
 from orchestrator.exit_codes import ExitCode
-from orchestrator.slurm.jobs import ENV_SBATCH_OPTIONS, ENV_SIGNAL_BEFORE
+from orchestrator.slurm.jobs import ENV_GO_ON_OTHER_NODES, ENV_SBATCH_OPTIONS, ENV_SIGNAL_BEFORE, job_nodes
 from orchestrator.slurm.script import EXIT_CODE_FILE, SCRIPT_FILE, JobSpec, render_script, sbatch_directives
 from orchestrator.slurm.steps import ENV_SLURM_JOBS
 from orchestrator.spec_file import check_spec_file
@@ -29,7 +29,7 @@ from orchestrator.wrap.cli import parse_run_args
 
 POLL_INTERVAL_S = 1.0
 # The wrapper's options that take no value.
-_FLAGS = {"--go-as-new-job", "--dry-run", "--quiet", "--help"}
+_FLAGS = {"--go-as-new-job", "--go-on-other-nodes", "--dry-run", "--quiet", "--help"}
 # Job states that mean the job has ended (squeue stops listing a job some time after).
 FINAL_STATES = {
     "BOOT_FAIL",
@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the orchestrator here and every phase as its own job; go waits for the stop job to end "
         "(--dependency=afterany), so it resumes in a new allocation",
     )
+    parser.add_argument(
+        "--go-on-other-nodes",
+        action="store_true",
+        help="with --go-as-new-job: go's jobs exclude the stop job's nodes (--exclude), so nothing the stop "
+        "left on them can help; the partition needs that many other nodes",
+    )
     parser.add_argument("--run-dir", type=Path, metavar="DIR", help="default: ./stop_and_go_runs/<spec>-<time>")
     parser.add_argument("--dry-run", action="store_true", help="write and print the sbatch script; submit nothing")
     parser.add_argument("--quiet", action="store_true", help="do not echo the job's log")
@@ -123,6 +129,8 @@ def job_from_args(args: argparse.Namespace) -> JobSpec:
     nproc = args.nproc_per_node or (args.gpus_per_node or 1)
     if nproc < 1:
         raise UsageError("--nproc-per-node must be at least 1")
+    if args.go_on_other_nodes and not args.go_as_new_job:
+        raise UsageError("--go-on-other-nodes needs --go-as-new-job (within one job, go runs on the job's nodes)")
     if args.signal_before is not None and args.signal_before < 1:
         raise UsageError("--signal-before must be at least 1 second")
     run_dir = (
@@ -189,8 +197,24 @@ def job_state(job_id: str) -> tuple[str | None, str | None]:
     return fields.get("JobState"), fields.get("ExitCode")
 
 
-def exit_code_of(state: str | None, run_dir: Path, slurm_exit: str | None) -> tuple[int, str]:
-    """The wrapper's exit code and a one-line reason, from the job's end."""
+def lost_nodes(job_id: str) -> list[str]:
+    """The job's nodes that Slurm now has down or not responding (``sinfo``)."""
+    nodes = job_nodes(job_id)
+    if not nodes:
+        return []
+    proc = subprocess.run(["sinfo", "-h", "-N", "-n", nodes, "-o", "%N %T"], capture_output=True, text=True, timeout=30)
+    lost = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 2]
+    return sorted({node for node, state in lost if state.startswith(("down", "fail")) or state.endswith("*")})
+
+
+def exit_code_of(
+    state: str | None, run_dir: Path, slurm_exit: str | None, lost: list[str] | None = None
+) -> tuple[int, str]:
+    """The wrapper's exit code and a one-line reason, from the job's end (``lost``: its failed nodes)."""
+    if state == "NODE_FAIL":
+        # Slurm killed the whole job (the orchestrator too): no phase could be judged.
+        which = f" ({', '.join(lost)} down)" if lost else ""
+        return int(ExitCode.NODE_LOST), f"node lost: Slurm ended the job with NODE_FAIL{which}; the run was not judged"
     if state == "CANCELLED":
         return int(ExitCode.INTERRUPTED), "job cancelled (scancel); its processes were killed"
     recorded = run_dir / EXIT_CODE_FILE
@@ -247,7 +271,7 @@ def follow(job_id: str, run_dir: Path, echo: bool = True) -> tuple[int, str]:
         time.sleep(0.2)
     tail.pump()
     print(f"[sbatch] job {job_id}: {state or 'gone'}", flush=True)
-    return exit_code_of(state, run_dir, slurm_exit)
+    return exit_code_of(state, run_dir, slurm_exit, lost_nodes(job_id) if state == "NODE_FAIL" else None)
 
 
 def cancel(job_id: str) -> None:
@@ -277,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot create run dir: {err}", file=sys.stderr)
         return int(ExitCode.USAGE)
     if args.go_as_new_job:
-        return run_as_separate_jobs(job, args.dry_run)
+        return run_as_separate_jobs(job, args.dry_run, args.go_on_other_nodes)
     script = job.run_dir / SCRIPT_FILE
     try:
         job_id = write_and_submit(script, render_script(job), args.dry_run, "sbatch")
@@ -304,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def run_as_separate_jobs(job: JobSpec, dry_run: bool) -> int:
+def run_as_separate_jobs(job: JobSpec, dry_run: bool, go_on_other_nodes: bool = False) -> int:
     """``--go-as-new-job``: the orchestrator runs here; each phase is a job of its own.
 
     Returns the orchestrator's exit code (130 if interrupted: it cancels its jobs first).
@@ -316,9 +340,13 @@ def run_as_separate_jobs(job: JobSpec, dry_run: bool) -> int:
     env = dict(os.environ, **{ENV_SLURM_JOBS: "1", ENV_SBATCH_OPTIONS: shlex.join(options)})
     if job.signal_before_s is not None:
         env[ENV_SIGNAL_BEFORE] = str(job.signal_before_s)
+    if go_on_other_nodes:
+        env[ENV_GO_ON_OTHER_NODES] = "1"
     command = job.orchestrator_command()
     if dry_run:
-        print(f"{ENV_SLURM_JOBS}=1 {ENV_SBATCH_OPTIONS}={shlex.quote(shlex.join(options))} {shlex.join(command)}")
+        other = f"{ENV_GO_ON_OTHER_NODES}=1 " if go_on_other_nodes else ""
+        sbatch_env = f"{ENV_SBATCH_OPTIONS}={shlex.quote(shlex.join(options))}"
+        print(f"{ENV_SLURM_JOBS}=1 {other}{sbatch_env} {shlex.join(command)}")
         print("[sbatch] dry run: stop, go and the reference would each be a job; nothing submitted", flush=True)
         return 0
     print(f"[sbatch] go as a new job: the orchestrator runs here, each phase as its own job ({job.run_dir})")

@@ -69,6 +69,9 @@ def sbatch_directives(job: JobSpec) -> list[str]:
         "--ntasks-per-node=1",
         f"--output={job.run_dir}/slurm-%j.out",
         f"--chdir={job.workdir}",
+        # A run is not restartable as a whole: after a node failure Slurm would requeue the job
+        # into the run dir its first attempt filled; it ends as NODE_FAIL instead.
+        "--no-requeue",
     ]
     if job.gpus_per_node:
         lines.append(f"--gpus-per-node={job.gpus_per_node}")

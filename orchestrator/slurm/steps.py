@@ -34,6 +34,8 @@ ENV_SLURM_JOBS = "STOP_AND_GO_SLURM_JOBS"
 ENV_PRE_TIMEOUT_FILE = "STOP_AND_GO_PRE_TIMEOUT_FILE"
 # How long a cancelled step may take to disappear from squeue.
 STEP_GONE_TIMEOUT_S = 60.0
+# How often a running phase asks squeue for its step until Slurm lists it.
+STEP_LOOKUP_INTERVAL_S = 1.0
 
 
 def slurm_steps_requested(env: dict[str, str] | None = None) -> bool:
@@ -81,14 +83,19 @@ def first_host(nodelist: str) -> str:
 
 def job_steps(job_id: str) -> dict[str, str]:
     """The job's running steps: step name -> ``JOBID.STEP``."""
+    return {name: step_id for name, (step_id, _) in job_steps_with_nodes(job_id).items()}
+
+
+def job_steps_with_nodes(job_id: str) -> dict[str, tuple[str, str]]:
+    """The job's running steps: step name -> (``JOBID.STEP``, the node list Slurm gave it)."""
     proc = subprocess.run(
-        ["squeue", "-h", "-s", "-j", job_id, "-o", "%i|%j"], capture_output=True, text=True, timeout=30, check=False
+        ["squeue", "-h", "-s", "-j", job_id, "-o", "%i|%j|%N"], capture_output=True, text=True, timeout=30, check=False
     )
     steps = {}
     for line in proc.stdout.splitlines():
-        step_id, _, name = line.strip().partition("|")
+        step_id, name, nodes = [*line.strip().split("|", 2), "", ""][:3]
         if step_id and name:
-            steps[name] = step_id
+            steps[name] = (step_id, nodes)
     return steps
 
 
@@ -135,7 +142,9 @@ class SlurmStepLauncher:
         # Only the first stop phase waits for the pre-timeout signal: it is the job's one stop.
         trigger = self.pre_timeout_file if (phase == PHASE_STOP and not self._stop_launched) else None
         self._stop_launched = self._stop_launched or phase == PHASE_STOP
-        return SlurmStepPhase(phase, command, layout, run_id, wait_for_kill_s, events, self.job_id, step_name, trigger)
+        return SlurmStepPhase(
+            phase, command, layout, run_id, wait_for_kill_s, events, self.job_id, step_name, trigger, endpoint
+        )
 
 
 class SlurmStepPhase(PhaseProcess):
@@ -152,6 +161,7 @@ class SlurmStepPhase(PhaseProcess):
         job_id: str,
         step_name: str,
         pre_timeout_file: Path | None = None,
+        endpoint: str = "",
     ) -> None:
         super().__init__(phase, command, layout, run_id, wait_for_kill_s, events)
         self.job_id = job_id
@@ -160,11 +170,30 @@ class SlurmStepPhase(PhaseProcess):
         self.events = events
         self.pre_timeout_file = pre_timeout_file
         self.wait_for_kill_s = wait_for_kill_s
+        self.endpoint = endpoint  # the c10d rendezvous, HOST:PORT
+        self._next_lookup = 0.0
+
+    def poll(self) -> int | None:
+        """As ``PhaseProcess.poll``; once Slurm lists the step, says which nodes run it (once)."""
+        code = super().poll()
+        if self.step_id is None and code is None and time.monotonic() >= self._next_lookup:
+            self._next_lookup = time.monotonic() + STEP_LOOKUP_INTERVAL_S
+            self._lookup_step()
+        return code
+
+    def _lookup_step(self) -> None:
+        step_id, nodes = job_steps_with_nodes(self.job_id).get(self.step_name, (None, ""))
+        if step_id is None:
+            return
+        self.step_id = step_id
+        # Where the agents run, as Slurm placed them: the evidence that a step spans the nodes.
+        message = f"{self.phase}: Slurm step {step_id} on {nodes}, rendezvous at {self.endpoint}"
+        self.events.event("slurm_step", self.phase, message, step_id=step_id, nodes=nodes, endpoint=self.endpoint)
 
     def _find_step(self, wait_s: float) -> str | None:
         deadline = time.monotonic() + wait_s
         while self.step_id is None:
-            self.step_id = job_steps(self.job_id).get(self.step_name)
+            self._lookup_step()
             if self.step_id is not None or time.monotonic() > deadline or self.popen.poll() is not None:
                 break
             time.sleep(0.1)

@@ -35,6 +35,7 @@ def render_array_script(suite: Suite, out: Path, args: argparse.Namespace) -> st
         f"--array=0-{len(suite.entries) - 1}",
         "--nodes=1",
         "--ntasks=1",
+        "--no-requeue",  # a requeued task would rerun into its entry's filled run dir
         f"--output={out}/logs/task-%a.log",
         f"--chdir={Path.cwd()}",
         f"--time={minutes}",
@@ -70,8 +71,8 @@ def render_array_script(suite: Suite, out: Path, args: argparse.Namespace) -> st
     return "\n".join(lines)
 
 
-def _task_states(job_id: str) -> dict[int, str]:
-    """Array task index -> JobState, for the tasks Slurm still knows."""
+def _task_states(job_id: str) -> dict[int, tuple[str, str]]:
+    """Array task index -> (JobState, the node it ran on), for the tasks Slurm still knows."""
     proc = subprocess.run(
         ["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=30, check=False
     )
@@ -80,7 +81,7 @@ def _task_states(job_id: str) -> dict[int, str]:
         fields = dict(word.split("=", 1) for word in line.split() if "=" in word)
         task = fields.get("ArrayTaskId", "")
         if task.isdigit():
-            states[int(task)] = fields.get("JobState", "UNKNOWN")
+            states[int(task)] = (fields.get("JobState", "UNKNOWN"), fields.get("NodeList", ""))
     return states
 
 
@@ -121,7 +122,7 @@ def run_array(suite: Suite, out: Path, args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     states = _task_states(job_id)
-    results = [_result(suite, out, index, states.get(index)) for index in range(len(suite.entries))]
+    results = [_result(suite, out, index, *states.get(index, (None, ""))) for index in range(len(suite.entries))]
     return finish(suite, out, results)
 
 
@@ -129,7 +130,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def _result(suite: Suite, out: Path, index: int, state: str | None) -> EntryResult:
+def _result(suite: Suite, out: Path, index: int, state: str | None, node: str = "") -> EntryResult:
     entry = suite.entries[index]
     record = out / "exit_codes" / entry.name
     if record.exists():
@@ -139,6 +140,8 @@ def _result(suite: Suite, out: Path, index: int, state: str | None) -> EntryResu
         code, wall, message = int(ExitCode.INTERRUPTED), 0.0, "array task cancelled"
     elif state in ("TIMEOUT", "DEADLINE"):
         code, wall, message = int(ExitCode.TIMEOUT), 0.0, "array task hit its time limit"
+    elif state == "NODE_FAIL":
+        code, wall, message = int(ExitCode.NODE_LOST), 0.0, "array task's node was lost (NODE_FAIL)"
     else:
         code, wall, message = int(ExitCode.INTERNAL_ERROR), 0.0, f"array task ended {state} without an exit code"
     log = out / "logs" / f"task-{index}.log"
@@ -154,6 +157,6 @@ def _result(suite: Suite, out: Path, index: int, state: str | None) -> EntryResu
         wall_s=wall,
         run_dir=str(out / "entries" / entry.name),
         log=str(log),
-        device=f"slurm task {index}",
+        device=f"slurm task {index}" + (f" on {node}" if node and node != "(null)" else ""),
         message=message,
     )
