@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import json
 import os
 import resource
@@ -65,6 +66,21 @@ def _prepare_run_dir(run_dir: Path) -> RunLayout:
 
 
 SUBCOMMANDS = ("sbatch", "suite", "self-test", "run", "doctor")
+
+
+def version_line() -> str:
+    """``stop-and-go X.Y.Z``, from the installed package's metadata."""
+    try:
+        return f"stop-and-go {importlib.metadata.version('stop-and-go')}"
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "stop-and-go (not installed: version unknown)"
+
+
+def cli_parser() -> argparse.ArgumentParser:
+    """The run command's parser (``orchestrator.run.arguments``) with ``--version``."""
+    parser = build_parser()
+    parser.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
+    return parser
 
 
 def _run_subcommand(name: str, argv: list[str]) -> int:
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
     out = out or sys.stdout
     verbose = bool({"--verbose", "-v"} & set(argv if argv is not None else sys.argv[1:]))
     try:
-        args = build_parser().parse_args(argv)
+        args = cli_parser().parse_args(argv)
         if script is None:
             check_spec_file(args.spec)
             check_harness_choice(args.spec, args.harness)
@@ -244,7 +260,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, script: Scrip
         write_json_atomic(layout.report, report)
         if args.json_report:
             write_json_atomic(args.json_report, report)
-        written, write_errors = write_report_files(report, args.html_report, args.png_report, args.junit_xml)
+        written, write_errors = write_report_files(
+            report, run_dir / "report.html", args.html_report, args.png_report, args.junit_xml
+        )
         if live:
             live.print_summary(report)
         else:

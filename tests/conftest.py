@@ -122,6 +122,19 @@ class ReportedRun:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _every_report_follows_the_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, every report.json it wrote is checked against the shipped schema.
+
+    Set up before ``background_runs``, so torn down after the lane's runs have ended.
+    """
+    yield
+    from tests.schema_check import report_files, schema_problems
+
+    problems = schema_problems(report_files(tmp_path_factory.getbasetemp()))
+    assert not problems, "report.json against orchestrator/report/report.schema.json:\n" + "\n".join(problems)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def background_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, BackgroundRun]]:

@@ -1,4 +1,5 @@
-"""--html-report and --png-report from a real run of the broken spec, looked at like a person would."""
+"""The HTML report every run writes, --html-report's copy and --png-report, from a real run of the
+broken spec, looked at like a person would."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
@@ -33,8 +35,33 @@ def _metric_card(page: str, metric: str) -> str:
 def test_run_reports_where_the_files_are(broken_run: tuple[Run, Path, Path]) -> None:
     run, html, png = broken_run
     assert run.returncode == 1, run.stderr + run.stdout[-3000:]
-    assert f"html report: {html}" in run.stdout
+    # Every run writes its page in the run dir; --html-report gets a copy of it.
+    assert f"html report: {run.run_dir / 'report.html'}\n" in run.stdout
+    assert f"html report: {html} (a copy)" in run.stdout
+    assert html.read_bytes() == (run.run_dir / "report.html").read_bytes()
     assert f"png report: {png}" in run.stdout
+
+
+def test_first_screen_names_the_root_cause_and_zooms_on_each_resume(broken_run: tuple[Run, Path, Path]) -> None:
+    run = broken_run[0]
+    page = (run.run_dir / "report.html").read_text(encoding="utf-8")
+    root = run.report["diagnosis"][0]
+    # Above the phases and the tables: the verdict, the root cause as the terminal prints it, the zoom.
+    head = page[: page.index("<h2>Phases</h2>")]
+    assert "RESUME MISMATCH" in head and "<h2>Root cause</h2>" in head
+    for key in ("detail", "cause", "because", "fix"):
+        if key in root:  # the same words the terminal shows ("because": where the diagnosis gives it)
+            assert html_escape(root[key]) in head, key
+    assert f"cause: {root['cause']}" in run.stdout and root["fix"] in run.stdout
+    zoom = head[head.index('<section class="resumes">') :]
+    assert "<code>learning_rate</code>, rank 0" in zoom  # the metric that diverged first
+    figures = re.findall(r"<figcaption>(.*?)</figcaption>(.*?)</figure>", zoom, re.S)
+    assert [caption for caption, _ in figures] == ["go resumed from step 2"]  # one resume (--single-stop)
+    for caption, svg in figures:
+        steps = [int(t) for t in re.findall(r'class="tick" text-anchor="middle">(\d+)</text>', svg)]
+        resumed = int(caption.rsplit(" ", 1)[1])
+        assert min(steps) >= resumed - 3 and max(steps) <= resumed + 6, (caption, steps)  # zoomed
+        assert "#94a3b8" in svg and "#ea580c" in svg and 'class="resume-mark"' in svg  # reference and go
 
 
 def test_html_is_self_contained(broken_run: tuple[Run, Path, Path]) -> None:
@@ -95,7 +122,7 @@ def test_png_overlay_is_an_image(broken_run: tuple[Run, Path, Path]) -> None:
 def test_html_renders_in_headless_chromium(broken_run: tuple[Run, Path, Path], tmp_path: Path) -> None:
     from PIL import Image  # comes with matplotlib
 
-    html = broken_run[1]
+    html = broken_run[0].run_dir / "report.html"  # the page every run writes
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(
@@ -110,7 +137,7 @@ def test_html_renders_in_headless_chromium(broken_run: tuple[Run, Path, Path], t
                 "--no-first-run",
                 f"--user-data-dir={profile}",
                 f"--screenshot={shot}",
-                "--window-size=1200,1600",
+                "--window-size=1200,900",
                 html.as_uri(),
             ],
             capture_output=True,
@@ -118,12 +145,20 @@ def test_html_renders_in_headless_chromium(broken_run: tuple[Run, Path, Path], t
             check=True,
         )
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1200, 1600)
-    # The red header of a failed verdict is drawn at the top, and the charts below it.
+    assert image.size == (1200, 900)
+    # The first screen: the red header of a failed verdict at the top, and below it the
+    # zoomed overlay: the reference's grey line and the resumed run's orange one.
     red = sum(1 for x in range(100, 1100, 10) if _is_red(image.getpixel((x, 60))))
     assert red > 50
-    colours = image.resize((300, 400)).getcolors(maxcolors=100_000)
-    assert colours is not None and len(colours) > 200
+    lower = image.crop((0, 420, 1200, 900))
+    grey = _pixels_near(lower, (0x94, 0xA3, 0xB8))
+    orange = _pixels_near(lower, (0xEA, 0x58, 0x0C))
+    assert grey > 300 and orange > 300, (grey, orange)
+
+
+def _pixels_near(image: object, colour: tuple[int, int, int]) -> int:
+    counts = image.getcolors(maxcolors=1_000_000) or []  # type: ignore[attr-defined]
+    return sum(n for n, pixel in counts if all(abs(a - b) <= 24 for a, b in zip(pixel, colour, strict=True)))
 
 
 def _is_red(pixel: tuple[int, int, int]) -> bool:

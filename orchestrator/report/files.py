@@ -1,12 +1,15 @@
-"""Writing the optional report files of a run: ``--html-report``, ``--png-report``, ``--junit-xml``.
+"""Writing the report files of a run: ``RUN_DIR/report.html`` always, ``--html-report``,
+``--png-report`` and ``--junit-xml`` when asked for.
 
-The writers are imported only when asked for: the PNG needs matplotlib (and numpy),
-which a plain run must not import.
+The HTML page is plain text work (inline SVG, no matplotlib): a few tenths of a second,
+cheap enough for every run. The other writers are imported only when asked for: the PNG
+needs matplotlib (and numpy), which a plain run must not import.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +32,36 @@ def output_path_problem(path: Path) -> str | None:
 
 def write_report_files(
     report: dict[str, Any],
+    run_html: Path | None = None,
     html: Path | None = None,
     png: Path | None = None,
     junit: Path | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Writes the files asked for; returns the lines to show and the errors (one line each).
+    """Writes the run's ``report.html`` and the files asked for; returns the lines to show and the errors.
 
-    A file that cannot be written does not stop the others, nor change the run's verdict.
+    ``run_html`` is the page every run writes in its run dir; ``html`` (``--html-report``)
+    gets a copy of it. A file that cannot be written does not stop the others, nor change
+    the run's verdict.
     """
     done: list[str] = []
     errors: list[str] = []
-    if html is not None:
+    written: Path | None = None
+    for target in (run_html, html):  # the run dir's page first, then its copy
+        if target is None:
+            continue
         try:
-            from orchestrator.report.html import write_html_report
-
-            done.append(f"html report: {write_html_report(report, html)}")
+            if written is None:
+                written = _write_html(report, target)
+                done.append(f"html report: {written}")
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(written, target)
+                done.append(f"html report: {target} (a copy)")
         except OSError as err:
-            errors.append(f"cannot write --html-report {html}: {err.strerror or err}")
+            flag = "--html-report " if target == html else ""
+            errors.append(f"cannot write {flag}{target}: {err.strerror or err}")
+        except Exception as err:  # noqa: BLE001 - a page that fails to render must not change the verdict
+            errors.append(f"{target} not written: internal error: {type(err).__name__}: {err}")
     if png is not None:
         try:
             from orchestrator.report.png import write_png_report
@@ -61,3 +77,9 @@ def write_report_files(
         except OSError as err:
             errors.append(f"cannot write --junit-xml {junit}: {err.strerror or err}")
     return done, errors
+
+
+def _write_html(report: dict[str, Any], target: Path) -> Path:
+    from orchestrator.report.html import write_html_report
+
+    return write_html_report(report, target)

@@ -17,6 +17,7 @@ from typing import Any
 from orchestrator.judge.compare import tolerance_for
 from orchestrator.report.html_assets import CSS, JS, PAGE
 from orchestrator.report.html_charts import COLOURS, chart, escape
+from orchestrator.report.html_first import around_resumes, root_cause
 from orchestrator.report.run_data import (
     MISMATCH,
     NONDETERMINISTIC,
@@ -50,8 +51,10 @@ def render_html(report: dict[str, Any], trajectories: RunTrajectories | None = N
     data = trajectories if trajectories is not None else load_trajectories(report)
     rows = metric_rows(report, data)
     tolerances = _tolerances(report)
-    parts = [
+    parts = [  # the first screen: the verdict, its root cause, the resume points zoomed
         _header(report, data),
+        root_cause(report),
+        around_resumes(data, rows, tolerances),
         _phases(report),
         _overview(rows),
         _differences(report),
@@ -84,6 +87,11 @@ BADGES = {
     4: "go failed",
     5: "timeout",
     6: "reference failed",
+    7: "run dir unusable",
+    8: "GPU not released",
+    9: "not deterministic",
+    10: "no checkpoint",
+    11: "node lost",
     70: "internal error",
     130: "interrupted",
 }

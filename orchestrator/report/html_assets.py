@@ -63,6 +63,13 @@ p.divergence { font-family: ui-monospace, monospace; font-size: 12px; color: #99
   word-break: break-word; }
 .rank-view { display: none; } .rank-view.active { display: block; }
 svg { width: 100%; height: auto; display: block; }
+section.root-cause { border-left: 5px solid #dc2626; }
+section.root-cause .detail { font-family: ui-monospace, monospace; font-size: 13px; color: #991b1b; margin: 0 0 6px;
+  word-break: break-word; }
+section.root-cause dl { display: grid; grid-template-columns: max-content 1fr; gap: 3px 12px; margin: 0 0 4px;
+  font-size: 14px; } section.root-cause dt { font-weight: 700; } section.root-cause dd { margin: 0; }
+.resume-grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 10px; }
+.resume-grid figure { margin: 0; } .resume-grid figcaption { font-size: 12px; color: #475569; }
 svg .plot { fill: #fcfdfe; stroke: #e2e8f0; }
 svg .grid { stroke: #eef2f7; }
 svg .tick { font-size: 11px; fill: #64748b; }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import math
+from collections import Counter
+from itertools import groupby
 from typing import Any
 
 from orchestrator.judge.compare import values_match
@@ -22,6 +24,9 @@ WIDTH, HEIGHT = 880, 250
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 34
 STRIP_ROW = 16
 MAX_MARKERS = 80  # draw a dot per point only when there are this few
+# A strip holds at most this many cells: a long run's steps are binned (each bin coloured by
+# its worst step), which keeps the page that every run writes small and quick to render.
+MAX_CELLS = 240
 
 COLOURS = {
     "reference": "#94a3b8",
@@ -86,13 +91,27 @@ def _finite(points: list[tuple[int, Any]]) -> list[tuple[int, float]]:
     return [(s, float(v)) for s, v in points if is_number(v) and math.isfinite(v)]
 
 
-def chart(data: RunTrajectories, metric: str, rank: int, row: MetricRow | None, tolerance: tuple[float, float]) -> str:
-    reference = data.series(data.reference, rank, metric)
-    segments = [(seg, data.series(seg.steps, rank, metric)) for seg in data.segments]
+def chart(
+    data: RunTrajectories,
+    metric: str,
+    rank: int,
+    row: MetricRow | None,
+    tolerance: tuple[float, float],
+    window: tuple[int, int] | None = None,
+) -> str:
+    """One metric on one rank: reference and stop+go overlaid, then the match strip.
+
+    ``window`` (first, last step) zooms on a few steps, e.g. around a resume point; the
+    kill and resume marks of steps outside it are left out.
+    """
+    reference = _inside(window, data.series(data.reference, rank, metric))
+    segments = [(seg, _inside(window, data.series(seg.steps, rank, metric))) for seg in data.segments]
+    # Zoomed, a phase with no step and no resume in the window gets no empty strip row.
+    segments = [(seg, points) for seg, points in segments if points or _shown(window, seg.resumed_step)]
     marks = [
         (seg.resumed_step, seg.resumed[rank][metric])
         for seg in data.segments
-        if seg.resumed_step is not None and metric in seg.resumed.get(rank, {})
+        if _shown(window, seg.resumed_step) and metric in seg.resumed.get(rank, {})
     ]
     all_points = reference + [p for _, points in segments for p in points] + marks
     if not all_points:
@@ -100,13 +119,15 @@ def chart(data: RunTrajectories, metric: str, rank: int, row: MetricRow | None, 
     steps = [s for s, _ in all_points]
     x = _Scale(min(steps) - 0.5, max(steps) + 0.5, LEFT, WIDTH - RIGHT)
     diverge_step = row.first_divergent_step if row and row.status in (MISMATCH, NONDETERMINISTIC) else None
+    if diverge_step is not None and not min(steps) <= diverge_step <= max(steps):
+        diverge_step = None
     plotted = bool(_finite(all_points)) and all(is_number(v) for _, v in all_points)
     parts: list[str] = []
     height = 0
     if plotted:
         height = HEIGHT
-        parts.append(_line_plot(x, reference, segments, data, diverge_step, metric, rank))
-    strip, strip_h = _strip(x, reference, segments, data, metric, rank, diverge_step, tolerance, height)
+        parts.append(_line_plot(x, reference, segments, data, diverge_step, metric, rank, window))
+    strip, strip_h = _strip(x, reference, segments, data, metric, rank, diverge_step, tolerance, height, window)
     parts.append(strip)
     label = "trajectories and per-step match with the reference" if plotted else "per-step match with the reference"
     return (
@@ -115,6 +136,15 @@ def chart(data: RunTrajectories, metric: str, rank: int, row: MetricRow | None, 
         + "".join(parts)
         + "</svg>"
     )
+
+
+def _shown(window: tuple[int, int] | None, step: int | None) -> bool:
+    """Whether a mark at ``step`` is drawn (None: there is no such mark)."""
+    return step is not None and (window is None or window[0] <= step <= window[1])
+
+
+def _inside(window: tuple[int, int] | None, points: list[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    return points if window is None else [(s, v) for s, v in points if window[0] <= s <= window[1]]
 
 
 class _Labels:
@@ -166,6 +196,7 @@ def _line_plot(
     diverge_step: int | None,
     metric: str,
     rank: int,
+    window: tuple[int, int] | None = None,
 ) -> str:
     ref = _finite(reference)
     values = [v for _, v in ref]
@@ -207,7 +238,8 @@ def _line_plot(
         colour = COLOURS["stop"] if seg.resumed_step is None else COLOURS["go"]
         saved = _number(seg.saved.get(rank, {}).get(metric))
         resumed = _number(seg.resumed.get(rank, {}).get(metric))
-        if seg.resumed_step is not None and resumed is not None:
+        resume_shown = _shown(window, seg.resumed_step)
+        if resume_shown and resumed is not None:
             if previous_end is not None:  # the restart: from where the last phase died to the restored value
                 out.append(
                     _polyline(
@@ -228,7 +260,7 @@ def _line_plot(
                     f"<title>{escape(seg.label)}, step {s}: {escape(_fmt(v))} "
                     f"(reference {escape(_fmt(reference_at.get(s)))})</title></circle>"
                 )
-        if seg.resumed_step is not None:
+        if resume_shown:
             rx = x(seg.resumed_step)
             out.append(labels.place(rx, f"{seg.label}: resume from step {seg.resumed_step}", "resume-label"))
             if saved is not None:
@@ -245,7 +277,7 @@ def _line_plot(
                     f"<title>{escape(seg.label)} resumed at step {seg.resumed_step}: "
                     f"{escape(_fmt(resumed))}</title></path>"
                 )
-        if seg.killed and points:
+        if seg.killed and points and _shown(window, seg.last_step()):
             kill_s, kill_v = points[-1]
             kx = x(kill_s)
             out.append(
@@ -296,6 +328,7 @@ def _strip(
     diverge_step: int | None,
     tolerance: tuple[float, float],
     top: float,
+    window: tuple[int, int] | None = None,
 ) -> tuple[str, float]:
     """Per-step cells: the reference's row, then one row per phase, coloured by its match.
 
@@ -304,42 +337,30 @@ def _strip(
     """
     ref = dict(reference)
     y0 = top + 8
+    width = max(1, math.ceil((x.hi - x.lo) / MAX_CELLS))
     out = [f'<text x="{LEFT - 6}" y="{y0 + 12}" class="tick" text-anchor="end">reference</text>']
-    for s, value in reference:
-        out.append(
-            f'<rect x="{x(s - 0.5) + 1:.1f}" y="{y0}" width="{max(_cell(x, s) - 2, 1):.1f}" height="{STRIP_ROW}" '
-            f'fill="{COLOURS["reference"]}"><title>reference, step {s}: {escape(_fmt(value))}</title></rect>'
-        )
+    out += _row(x, y0, "reference", [(s, "reference", (value,), False) for s, value in reference], width)
     row_y = y0
     for seg, points in segments:
         row_y += STRIP_ROW + 4
         out.append(f'<text x="{LEFT - 6}" y="{row_y + 12}" class="tick" text-anchor="end">{escape(seg.label)}</text>')
         cells = []
-        if seg.resumed_step is not None and metric in seg.resumed.get(rank, {}):
+        if _shown(window, seg.resumed_step) and metric in seg.resumed.get(rank, {}):
             saved, resumed = seg.saved.get(rank, {}).get(metric), seg.resumed[rank][metric]
             ok = values_match(saved, resumed, *tolerance)
-            cells.append(
-                (seg.resumed_step, "match" if ok else "differ", f"resumed {_fmt(resumed)}, saved {_fmt(saved)}", True)
-            )
+            cells.append((seg.resumed_step, "match" if ok else "differ", (resumed, saved), True))
         for s, value in points:
             if s not in ref:
-                cells.append((s, "absent", f"{_fmt(value)} (the reference has no step {s})", False))
-            elif values_match(ref[s], value, *tolerance):
-                cells.append((s, "match", f"{_fmt(value)} matches the reference", False))
+                cells.append((s, "absent", (value,), False))
             else:
-                cells.append((s, "differ", f"{_fmt(value)} DIFFERS from the reference {_fmt(ref[s])}", False))
-        for s, colour, text, is_resume in cells:
-            cls = ' class="resume-cell"' if is_resume else ""
-            what = f"{seg.label}, resume check at step {s}" if is_resume else f"{seg.label}, step {s}"
-            out.append(
-                f'<rect x="{x(s - 0.5) + 1:.1f}" y="{row_y}" width="{max(_cell(x, s) - 2, 1):.1f}" '
-                f'height="{STRIP_ROW}" fill="{COLOURS[colour]}"{cls}>'
-                f"<title>{escape(what)}: {escape(text)}</title></rect>"
-            )
+                cells.append(
+                    (s, "match" if values_match(ref[s], value, *tolerance) else "differ", (value, ref[s]), False)
+                )
+        out += _row(x, row_y, seg.label, cells, width)
     bottom = row_y + STRIP_ROW
     for seg in data.segments:
         last = seg.last_step()
-        if seg.killed and last is not None:
+        if seg.killed and _shown(window, last):
             kx = x(last + 0.5)
             out.append(f'<line x1="{kx:.1f}" x2="{kx:.1f}" y1="{y0 - 4}" y2="{bottom + 4}" class="kill-line"/>')
     if diverge_step is not None:
@@ -355,3 +376,46 @@ def _strip(
             out.append(f'<text x="{x(s):.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">{s}</text>')
         height += 14
     return "".join(out), height
+
+
+_WORST = {"differ": 3, "absent": 2, "match": 1, "reference": 0}
+Cell = tuple[int, str, tuple[Any, ...], bool]  # step, colour, its values, whether it is a resume check
+
+
+def _cell_text(step: int, colour: str, values: tuple[Any, ...], resume: bool) -> str:
+    # Formatted only for the cells drawn: a long run's binned strip reads a few of its values.
+    if resume:
+        return f"resumed {_fmt(values[0])}, saved {_fmt(values[1])}"
+    if colour == "reference":
+        return _fmt(values[0])
+    if colour == "absent":
+        return f"{_fmt(values[0])} (the reference has no step {step})"
+    if colour == "match":
+        return f"{_fmt(values[0])} matches the reference"
+    return f"{_fmt(values[0])} DIFFERS from the reference {_fmt(values[1])}"
+
+
+def _row(x: _Scale, y: float, label: str, cells: list[Cell], width: int) -> list[str]:
+    """One strip row: a cell per step, or per bin of ``width`` steps (its worst step's colour)."""
+    # A resume check keeps its own cell; with width > 1 the steps go into bins.
+    spans = [(cell[0], cell[0], cell[1], _cell_text(*cell), cell[3]) for cell in cells if width == 1 or cell[3]]
+    if width > 1:
+        origin = math.floor(x.lo)
+        steps = [cell for cell in cells if not cell[3]]  # in step order
+        for _, members in groupby(steps, key=lambda cell: (cell[0] - origin) // width):
+            group = list(members)
+            worst = max(group, key=lambda cell: _WORST[cell[1]])
+            kinds = Counter(cell[1] for cell in group) if worst[1] != "match" else {"match": len(group)}
+            summary = ", ".join(f"{kinds[kind]} {kind}" for kind in ("differ", "absent", "match") if kinds.get(kind))
+            text = f"step {worst[0]}: {_cell_text(*worst)}"
+            spans.append((group[0][0], group[-1][0], worst[1], f"{summary}; {text}" if summary else text, False))
+    out = []
+    for first, last, colour, text, resume in spans:
+        cls = ' class="resume-cell"' if resume else ""
+        steps = f"step {first}" if first == last else f"steps {first}-{last}"
+        what = f"{label}, resume check at {steps}" if resume else f"{label}, {steps}"
+        out.append(
+            f'<rect x="{x(first - 0.5) + 1:.1f}" y="{y}" width="{max(x(last + 0.5) - x(first - 0.5) - 2, 1):.1f}" '
+            f'height="{STRIP_ROW}" fill="{COLOURS[colour]}"{cls}><title>{escape(what)}: {escape(text)}</title></rect>'
+        )
+    return out

@@ -6,11 +6,12 @@ from dataclasses import asdict
 from typing import Any
 
 from orchestrator.exit_codes import DESCRIPTIONS
-from orchestrator.judge.compare import MetricCheck
+from orchestrator.judge.compare import EVIDENCE_METRICS, MetricCheck
 from orchestrator.judge.coverage import coverage, coverage_lines
 from orchestrator.judge.diagnosis import diagnose
 from orchestrator.report.phase_names import legend, phase_meanings
 from orchestrator.report.readable import cut_long_values
+from orchestrator.report.schema import SCHEMA_VERSION
 from orchestrator.run.options import RunOptions
 from orchestrator.run.runner import RunOutcome
 from orchestrator.run.timings import timings_line
@@ -22,6 +23,7 @@ MAX_DIFFERENCES = 12
 def report_dict(outcome: RunOutcome, options: RunOptions, peak_rss_mb: float | None = None) -> dict[str, Any]:
     """Everything the report says, as JSON-ready data."""
     return {
+        "schema_version": SCHEMA_VERSION,  # orchestrator/report/report.schema.json
         "exit_code": int(outcome.code),
         "exit_meaning": DESCRIPTIONS[outcome.code],
         "message": outcome.message,
@@ -78,7 +80,8 @@ def _check_rows(checks: list[MetricCheck]) -> list[list[str]]:
     # Ranks with identical values share one row ("0-2", "0,2").
     rows: dict[tuple[str, str, str, str], list[int]] = {}
     for c in sorted(checks, key=lambda c: (c.metric, c.rank)):
-        key = (c.metric, _short(c.expected), _short(c.actual), "ok" if c.ok else "MISMATCH")
+        state = "evidence" if c.metric in EVIDENCE_METRICS else "ok" if c.ok else "MISMATCH"  # never judged
+        key = (c.metric, _short(c.expected), _short(c.actual), state)
         rows.setdefault(key, []).append(c.rank)
     return [
         [metric, rank_span(ranks), saved, resumed, state] for (metric, saved, resumed, state), ranks in rows.items()
@@ -106,8 +109,12 @@ def run_diagnosis(outcome: RunOutcome) -> list[dict[str, Any]]:
         return []
     triggers = [stop.get("trigger") or {} for stop in outcome.stops]
     completed = [trigger.get("checkpoint_path") for trigger in triggers]
-    plain = any(trigger.get("instrumentation") == "plain" for trigger in triggers)
-    return diagnose(outcome.verdict, {"completed_checkpoints": completed, "plain": plain})
+    kinds = {trigger.get("instrumentation") for trigger in triggers}
+    plain = bool(kinds & {"plain", "transformers"})  # a HF Trainer is recorded by the plain hooks
+    instrumentation = next((k for k in kinds if k), None)
+    return diagnose(
+        outcome.verdict, {"completed_checkpoints": completed, "plain": plain, "instrumentation": instrumentation}
+    )
 
 
 def diagnosis_lines(diagnosis: list[dict[str, Any]]) -> list[str]:
@@ -116,7 +123,10 @@ def diagnosis_lines(diagnosis: list[dict[str, Any]]) -> list[str]:
         return []
     root = diagnosis[0]
     detail = cut_long_values(root["detail"])
-    lines = ["", f"root cause: {detail}", f"  cause: {root['cause']}", f"  fix:   {root['fix']}"]
+    lines = ["", f"root cause: {detail}", f"  cause: {root['cause']}"]
+    if root.get("because"):  # the evidence the cause rests on
+        lines.append(f"  because: {cut_long_values(root['because'])}")
+    lines.append(f"  fix:   {root['fix']}")
     if root.get("downstream"):
         lines.append(f'  and {root["downstream"]} downstream differences (report.json "diagnosis", "verdict")')
     return lines
@@ -159,10 +169,11 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
     verdict = outcome.verdict
     if verdict is not None:
         if verdict.resume_checks and all(c.ok for c in verdict.resume_checks):
-            lines += [
-                "",
-                f"{_resume_points(verdict)}: {len(verdict.resume_checks)} values saved vs resumed: identical",
-            ]
+            judged = [c for c in verdict.resume_checks if c.metric not in EVIDENCE_METRICS]
+            lines += ["", f"{_resume_points(verdict)}: {len(judged)} values saved vs resumed: identical"]
+            moved = [c for c in verdict.resume_checks if c.metric == "module_attributes" and c.expected != c.actual]
+            if moved:  # evidence for a diagnosis, not a failure: say it all the same
+                lines[-1] += f" (module_attributes differ on rank(s) {rank_span([c.rank for c in moved])}, not judged)"
         else:
             lines += ["", f"{_resume_points(verdict)}: saved vs resumed"]
             steps = sorted({c.step for c in verdict.resume_checks if c.step is not None})

@@ -149,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     output = parser.add_argument_group("output")
     output.add_argument("--json-report", type=Path, metavar="PATH", help="also write the report as JSON here")
     output.add_argument(
-        "--html-report", type=Path, metavar="PATH", help="write a self-contained HTML report with the trajectories"
+        "--html-report",
+        type=Path,
+        metavar="PATH",
+        help="also copy the run's self-contained HTML report (always written to RUN_DIR/report.html) to PATH",
     )
     output.add_argument(
         "--png-report", type=Path, metavar="PATH", help="write the loss and learning-rate overlay as a PNG"
