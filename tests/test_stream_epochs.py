@@ -72,3 +72,13 @@ def test_coverage_of_a_run_of_unknown_length_names_no_step_it_cannot_know() -> N
     assert options["at an epoch boundary"] == "--kill-at STEP (an epoch's last step)"
     assert options["between validations"] == "--kill-at 3" and len(options) == 2
     assert coverage_lines(section)[0].startswith("coverage: resumed stop: step 6 (epoch 1, batch 2): mid-epoch")
+
+
+def test_coverage_of_a_short_run_names_no_step_past_its_end() -> None:
+    # tests/scripts/plain_train.py --max-steps 6 --every 3: validation every 16 steps (an epoch).
+    point = {"step": 3, "epoch": 0, "batch_in_epoch": 3, "batches_per_epoch": 16, "steps_per_epoch": 16}
+    point |= {"accumulate_grad_batches": 1, "val_every_steps": 16, "last_step": 6, "later_epoch_checkpoints": []}
+    section = coverage([{"label": "stop", "trigger": {"resume_point": point}}])
+    options = {m["situation"]: m["option"] for m in section["not_exercised"]}
+    assert options["right after a validation"] == "validations more often than every 16 steps (the run ends at step 6)"
+    assert options["at an epoch boundary"] == "a run of two epochs"

@@ -52,7 +52,11 @@ def _options(point: Mapping[str, Any]) -> dict[str, str]:
         MID_EPOCH: "--kill-at STEP (a step inside an epoch)",
         AT_EPOCH_BOUNDARY: boundary,
         AFTER_EPOCH_BOUNDARY: after_boundary,
-        AFTER_VALIDATION: f"--kill-at {val_every}" if val_every else "validations by steps",
+        AFTER_VALIDATION: f"--kill-at {val_every}"
+        if val_every and (last is None or val_every < last)
+        else f"validations more often than every {val_every} steps (the run ends at step {last})"
+        if val_every
+        else "validations by steps",
         BETWEEN_VALIDATIONS: f"--kill-at {val_every + 1}"
         if val_every and (last is None or val_every + 1 < last)
         else "--kill-at",
