@@ -118,6 +118,8 @@ def test_a_grad_scaler_left_out_of_the_checkpoint_is_named_with_the_plain_fix(sc
     assert (root["metric"], root["where"], root["cause_id"]) == ("grad_scaler_scale", "resume", "grad_scaler")
     assert "scaler.load_state_dict()" in root["fix"]
     assert "root cause: grad_scaler_scale at resume" in run.stdout
+    # Without a reference the summary says what was not checked.
+    assert "no continuous reference (--no-reference): the resume point was checked; the steps after it" in run.stdout
 
 
 def test_an_fsdp2_script_checkpointed_with_dcp_verifies_on_two_ranks(fsdp2_dcp: Run) -> None:

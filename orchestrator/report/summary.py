@@ -191,6 +191,11 @@ def human_summary(outcome: RunOutcome, options: RunOptions) -> str:
             lines.append(
                 f"{name} vs continuous reference: {span}, {comparison.compared_values} values compared: {state}"
             )
+        if not options.reference and options.reference_from is None:  # say what "verified" does not cover
+            lines.append(
+                "no continuous reference (--no-reference): the resume point was checked; "
+                "the steps after it and the data ledger (exactly once) were not"
+            )
         lines += coverage_lines(coverage(outcome.stops))
         if verdict.world_size_change:
             lines += world_size_change_lines(verdict.world_size_change)
