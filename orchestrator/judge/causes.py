@@ -232,7 +232,8 @@ CATALOG: list[dict[str, Any]] = [
     },
     {
         "id": "optimizer_not_loaded",
-        "metrics": ["learning_rate", "learning_rates", *OPTIMIZER],
+        # The param groups' LR came back fresh too: with the LR as saved, the moments' own causes follow.
+        "metrics": ["learning_rate", "learning_rates"],
         "where": ["resume"],
         "test": "optimizer_not_loaded",
         "cause": "the optimizer's state was not loaded on resume: its param groups (learning rates) and moments "
