@@ -12,19 +12,31 @@ assertions; they go in the background lane.
 from __future__ import annotations
 
 import json
-import sys
+import os
 from pathlib import Path
 
+import pytest
+
 from orchestrator.exit_codes import ExitCode
-from tests.conftest import Run, assert_nothing_left, background_orchestrator_run
+from tests.conftest import REPO, Run, assert_nothing_left, background_orchestrator_run
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 TRAINER = SCRIPTS / "hf_trainer.py"
 ACCELERATE = SCRIPTS / "hf_accelerate.py"
+# transformers and accelerate live in their own venv over this environment (its torch and
+# stop-and-go): in this one, every Lightning worker of the suite would import transformers.
+VENV = Path(os.environ.get("STOP_AND_GO_HF_VENV", REPO / ".venv-hf"))
+PYTHON = VENV / "bin" / "python"
+if not PYTHON.exists():  # before any run is registered: nothing of this module runs
+    pytest.skip(
+        f"no Hugging Face venv at {VENV} (run: bash scripts/setup_hf_venv.sh, or set STOP_AND_GO_HF_VENV)",
+        allow_module_level=True,
+    )
 
 
 def _run(*argv: str):  # type: ignore[no-untyped-def]
-    return lambda out: [sys.executable, "-m", "orchestrator", "run", "--run-dir", str(out / "run"), "--quiet", *argv]
+    # The orchestrator of the venv: its torchrun workers are the venv's Python too.
+    return lambda out: [str(PYTHON), "-m", "orchestrator", "run", "--run-dir", str(out / "run"), "--quiet", *argv]
 
 
 # Also aborts at exit after training, as gloo DDP sometimes does: a warning, not a failure.

@@ -29,7 +29,9 @@ PLAIN = REPO / "tests" / "setups" / "digits_plain.py"
 PORTED = REPO / "tests" / "setups" / "digits_kit.py"
 
 
-@pytest.mark.parametrize(("ranks", "cycles"), [(1, 5), (2, 3)])
+# Two ranks: 4 steps an epoch, so 3 cycles resume mid-epoch, on the epoch's last batch and
+# after the boundary. (One rank needs 5 cycles for the same; its resumes are run elsewhere.)
+@pytest.mark.parametrize(("ranks", "cycles"), [(2, 3)])
 def test_ported_setup_resumes_mid_epoch_on_an_epochs_last_batch_and_after_the_boundary(
     tmp_path: Path, ranks: int, cycles: int
 ) -> None:
