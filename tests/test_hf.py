@@ -58,12 +58,23 @@ hf_torn_latest = background_orchestrator_run(
 hf_no_resume = background_orchestrator_run(
     "hf_no_resume", _run("--nproc-per-node", "1", "--no-reference", "--go-args=--no-resume", "--", str(TRAINER))
 )
+# One rank, two micro-batches a step: the accumulation window is part of the resume point.
+hf_exact_1 = background_orchestrator_run(
+    "hf_exact_1", _run("--nproc-per-node", "1", "--", str(TRAINER), "--grad-accum", "2")
+)
 hf_accelerate = background_orchestrator_run("hf_accelerate", _run("--nproc-per-node", "1", "--", str(ACCELERATE)))
 
 
 def _metadata(run: Run, step: int, rank: int) -> dict:  # type: ignore[type-arg]
     root = Path(run.report["stops"][0]["metadata_dir"])
     return json.loads((root / "metadata" / f"step{step}" / f"rank{rank}.json").read_text())
+
+
+def test_a_trainer_script_with_gradient_accumulation_verifies_on_one_rank(hf_exact_1: Run) -> None:
+    run = hf_exact_1
+    assert run.returncode == ExitCode.VERIFIED, run.stderr + run.stdout[-3000:]
+    assert run.report["sentinel"]["resume_point"]["accumulate_grad_batches"] == 2
+    assert "resume verified" in run.stdout
 
 
 def test_a_trainer_script_that_resumes_exactly_verifies_on_two_ranks(hf_exact_2: Run) -> None:

@@ -2,7 +2,7 @@
 
 Weights, Adam's two moments and the EMA buffer are four times the 4 MB a rank that the
 per-step state dumps were once capped at: above it, a correct run at 3 ranks was judged
-bit for bit and failed on gloo's summation order. It must verify at 3 and 4 ranks.
+bit for bit and failed on gloo's summation order. It must verify at 3 and 4 ranks (the suite runs 3).
 """
 
 from __future__ import annotations
