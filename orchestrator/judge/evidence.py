@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from orchestrator.judge.causes import DATA
+
 Finding = Mapping[str, Any]
 Evidence = Callable[[Finding, Sequence[Finding], Mapping[str, Any]], "str | None"]
 
@@ -203,13 +205,10 @@ def hparams_changed(f: Finding, found: Sequence[Finding], ctx: Mapping[str, Any]
     return None
 
 
-DATA_METRICS = ("sample_ledger", "batch_hash", "batch_sample_ids", "consumed_samples", "sampler_state")
-
-
 def some_ranks_only(f: Finding, found: Sequence[Finding], ctx: Mapping[str, Any]) -> str | None:
     """The data differs on some ranks only: the others' loaders resumed, so the loader code does."""
     world = int(ctx.get("world_size") or 1)
-    ranks = sorted({g["rank"] for g in found if g["metric"] in DATA_METRICS and isinstance(g.get("rank"), int)})
+    ranks = sorted({g["rank"] for g in found if g["metric"] in DATA and isinstance(g.get("rank"), int)})
     if world < 2 or not ranks or len(ranks) >= world:
         return None
     exact = [r for r in range(world) if r not in ranks]
